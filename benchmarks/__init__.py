@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m benchmarks [NAME ...] [--quick]`` runs them and rewrites BENCHMARKS.md."""

@@ -1,0 +1,49 @@
+"""``secateurs train``: one training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..data import load_dataset
+from ..training import save_trained, train_model
+from .main import app
+from .options import DataDir, Device, JsonOut, Seed, console, out_dir, print_json, train_config
+
+
+@app.command()
+def train(
+    model: str = typer.Option(
+        ..., "--model", help="Model name, e.g. model-a or model-a:widths=20-20."
+    ),
+    dataset: str = typer.Option("digits", "--dataset", help="Dataset spec, e.g. digits, mnist."),
+    out: Path = typer.Option(Path("runs/train"), "--out", help="Output folder."),
+    data_dir: Path = DataDir,
+    seed: int = Seed,
+    lr: float = typer.Option(0.1, help="Learning rate."),
+    epochs: int = typer.Option(100, help="Maximum epochs."),
+    batch_size: int = typer.Option(32, help="Mini-batch size."),
+    patience: int = typer.Option(5, help="Early-stopping patience on validation loss (0: off)."),
+    optimizer: str = typer.Option("sgd", help="sgd or adam."),
+    momentum: float = typer.Option(0.0, help="SGD momentum."),
+    weight_decay: float = typer.Option(0.0, help="Weight decay."),
+    restore_best: bool = typer.Option(False, help="Keep the best epoch's weights, not the last."),
+    device: str = Device,
+    json_out: bool = JsonOut,
+) -> None:
+    """Train one model; write model.safetensors and metrics.json to --out."""
+    config = train_config(
+        lr, epochs, batch_size, patience, optimizer, momentum, weight_decay, restore_best, device
+    )
+    data = load_dataset(dataset, data_dir, seed=seed)
+    run = train_model(model, data, config, seed=seed, progress=not json_out)
+    path = save_trained(run, out_dir(out), {"dataset": dataset, "config": config.to_dict()})
+    summary = {**run.summary(), "dataset": dataset, "out": str(path)}
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(
+            f"{model} on {dataset}: test accuracy {run.metrics['test_acc']:.4f} after "
+            f"{run.result.epochs} epochs ({run.seconds:.1f} s); wrote {path}"
+        )

@@ -1,0 +1,108 @@
+"""In-memory train / validation / test splits, and stratified splitting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from ..errors import DataError
+
+
+@dataclass
+class DatasetSplits:
+    """A dataset loaded into memory: images as float32 in [0, 1], shape (N, C, H, W); int64 labels."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    classes: list[str] = field(default_factory=list)
+    # What a reader of the results should know, e.g. "only the MNIST test files were found: ...".
+    note: str = ""
+    # Where the samples were read from ("" for embedded or generated data).
+    source: str = ""
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(x, y)`` of ``train``, ``val`` or ``test``."""
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {name!r}; expected 'train', 'val' or 'test'")
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "train": len(self.y_train),
+            "val": len(self.y_val),
+            "test": len(self.y_test),
+            "note": self.note,
+            "source": self.source,
+        }
+
+
+def stratified_split(
+    x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split off a stratified, seeded ``fraction`` of the samples: returns (x_rest, y_rest, x_part, y_part)."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"split fraction must be in (0, 1), got {fraction}")
+    labels = y.numpy()
+    counts = np.bincount(labels)
+    stratify = labels if counts[counts > 0].min() >= 2 else None
+    idx = np.arange(len(labels))
+    try:
+        rest, part = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    except ValueError:  # too few samples per class for a stratified split of that size
+        rest, part = train_test_split(idx, test_size=fraction, random_state=seed, stratify=None)
+    rest, part = np.sort(rest), np.sort(part)
+    rest_t, part_t = torch.from_numpy(rest), torch.from_numpy(part)
+    return x[rest_t], y[rest_t], x[part_t], y[part_t]
+
+
+def make_splits(
+    name: str,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor | None,
+    y_test: torch.Tensor | None,
+    *,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    classes: list[str] | None = None,
+) -> DatasetSplits:
+    """Build splits from a source: when it has no test set, a stratified ``test_fraction`` becomes one;
+    the validation split is always a stratified ``val_fraction`` of the training samples."""
+    if len(x_train) != len(y_train):
+        raise DataError(f"{name}: {len(x_train)} images but {len(y_train)} labels")
+    if x_test is None or y_test is None:
+        x_train, y_train, x_test, y_test = stratified_split(x_train, y_train, test_fraction, seed)
+    elif len(x_test) != len(y_test):
+        raise DataError(f"{name}: {len(x_test)} test images but {len(y_test)} test labels")
+    x_tr, y_tr, x_val, y_val = stratified_split(x_train, y_train, val_fraction, seed)
+    num_classes = int(max(y_train.max().item(), y_test.max().item())) + 1
+    if classes and len(classes) > num_classes:
+        num_classes = len(classes)
+    return DatasetSplits(
+        name=name,
+        x_train=x_tr.contiguous(),
+        y_train=y_tr.long(),
+        x_val=x_val.contiguous(),
+        y_val=y_val.long(),
+        x_test=x_test.contiguous(),
+        y_test=y_test.long(),
+        num_classes=num_classes,
+        classes=list(classes or [str(i) for i in range(num_classes)]),
+    )

@@ -1,0 +1,26 @@
+"""Small pieces shared by the zoo's architectures."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def pool_or_identity(h: int, w: int) -> tuple[nn.Module, int, int]:
+    """A 2x2 max-pool while the feature map is at least 2x2, so that every model works on 8x8
+    inputs as well as 32x32; returns the module and the new height and width."""
+    if h >= 2 and w >= 2:
+        return nn.MaxPool2d(2), h // 2, w // 2
+    return nn.Identity(), h, w
+
+
+def as_image_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(input_shape) == 1:
+        return (input_shape[0], 1, 1)
+    return input_shape  # type: ignore[return-value]
+
+
+def widths_option(value, default: tuple[int, ...], name: str) -> tuple[int, ...]:
+    widths = tuple(int(w) for w in (value if value is not None else default))
+    if not widths or min(widths) < 1:
+        raise ValueError(f"{name}: widths must be positive integers, got {value!r}")
+    return widths

@@ -1,0 +1,99 @@
+"""The model zoo: models registered by name, built for any input shape and class count."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    builder: Callable[..., nn.Module]
+    options: dict[str, str]  # option name -> help, for `secateurs models`
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(name: str, description: str, **options: str):
+    """Decorator: register ``builder(input_shape, num_classes, **options) -> nn.Module``."""
+
+    def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = ModelInfo(name, description, builder, dict(options))
+        return builder
+
+    return wrap
+
+
+def list_models() -> list[ModelInfo]:
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def _parse_value(text: str):
+    """Option values on the command line: ``20-40`` is a list of ints, else int, float, or string."""
+    if "-" in text.strip("-") and all(p.isdigit() for p in text.split("-")):
+        return [int(p) for p in text.split("-")]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_model_spec(spec: str) -> tuple[str, dict]:
+    """``model-a:widths=20-20`` -> ("model-a", {"widths": [20, 20]})."""
+    name, _, rest = spec.partition(":")
+    options = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"bad model option {item!r} in {spec!r}; expected key=value")
+        options[key.strip()] = _parse_value(value.strip())
+    return name.strip().lower(), options
+
+
+def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int, **options) -> nn.Module:
+    """Build a registered model. ``spec`` is a name with optional options (``model-a:widths=20-20``);
+    keyword ``options`` override those. The model lists its prunable layers in ``prunable_layers``."""
+    name, spec_options = parse_model_spec(spec)
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")
+    info = _REGISTRY[name]
+    spec_options.update(options)
+    unknown = set(spec_options) - set(info.options)
+    if unknown:
+        raise ConfigError(
+            f"model {name!r} has no option {', '.join(sorted(unknown))}; "
+            f"its options are: {', '.join(sorted(info.options)) or 'none'}"
+        )
+    if len(input_shape) not in (1, 3):
+        raise ConfigError(f"input shape must be (C, H, W) or (features,), got {tuple(input_shape)}")
+    if num_classes < 2:
+        raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
+    model = info.builder(tuple(input_shape), int(num_classes), **spec_options)
+    model.secateurs_spec = {"name": name, "options": spec_options}
+    return model
+
+
+def find_prunable_layers(model: nn.Module) -> tuple[str, ...]:
+    """The layers whose output units DropNet may drop.
+
+    A model may declare them in ``prunable_layers``; otherwise every ``nn.Linear`` and ``nn.Conv2d``
+    except the last layer (the output layer is never pruned).
+    """
+    declared = getattr(model, "prunable_layers", None)
+    if declared is not None:
+        return tuple(declared)
+    layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if len(layers) < 2:
+        raise ConfigError(
+            "the model needs at least one Linear or Conv2d layer before its output layer"
+        )
+    return tuple(layers[:-1])
