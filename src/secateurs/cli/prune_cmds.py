@@ -1,0 +1,154 @@
+"""``secateurs prune`` (a DropNet study) and ``secateurs export`` (a round as a smaller network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import typer
+
+from ..data import load_dataset
+from ..experiments.prune_study import rebuild_round, run_prune_study
+from ..pruning import DropNetConfig, export_pruned, save_exported
+from .main import app
+from .options import (
+    DataDir,
+    Device,
+    JsonOut,
+    console,
+    out_dir,
+    print_json,
+    print_table,
+    train_config,
+)
+
+
+@app.command()
+def prune(
+    model: str = typer.Option(..., "--model", help="Model name, e.g. model-a:widths=20-20."),
+    dataset: str = typer.Option("digits", "--dataset", help="Dataset spec."),
+    metric: list[str] = typer.Option(
+        ["minimum"],
+        "--metric",
+        help="DropNet metric; repeat for several (minimum, maximum, "
+        "random, minimum_layer, maximum_layer, random_layer, apoz[_layer], magnitude[_layer], oracle).",
+    ),
+    fraction: float = typer.Option(
+        0.2, "--fraction", help="Fraction p of remaining units dropped per round."
+    ),
+    until: float = typer.Option(
+        None, "--until", help="Stop at this remaining fraction (default 0.1 unless --kappa)."
+    ),
+    kappa: float = typer.Option(None, "--kappa", help="Stop once val accuracy < kappa x unpruned."),
+    max_rounds: int = typer.Option(
+        None, "--max-rounds", help="Stop after this many pruning rounds."
+    ),
+    reset: str = typer.Option("initial", "--reset", help="initial, random or continue."),
+    seeds: int = typer.Option(1, "--seeds", help="Number of seeds (seed, seed+1, ...)."),
+    seed: int = typer.Option(0, "--seed", help="First seed."),
+    one_per_round: bool = typer.Option(
+        False, "--one-per-round", help="Drop exactly one unit per round."
+    ),
+    score_samples: int = typer.Option(
+        None, "--score-samples", help="Score on the first N training samples."
+    ),
+    out: Path = typer.Option(Path("runs/prune"), "--out", help="Output folder (reruns resume)."),
+    data_dir: Path = DataDir,
+    lr: float = typer.Option(0.1, help="Learning rate."),
+    epochs: int = typer.Option(100, help="Maximum epochs per round."),
+    batch_size: int = typer.Option(32, help="Mini-batch size."),
+    patience: int = typer.Option(5, help="Early-stopping patience (0: off)."),
+    optimizer: str = typer.Option("sgd", help="sgd or adam."),
+    momentum: float = typer.Option(0.0, help="SGD momentum."),
+    weight_decay: float = typer.Option(0.0, help="Weight decay."),
+    restore_best: bool = typer.Option(False, help="Keep each round's best epoch, not the last."),
+    device: str = Device,
+    json_out: bool = JsonOut,
+) -> None:
+    """Run DropNet for each metric and seed; write per-round CSV/JSON, weights and accuracy.png."""
+    if until is None and kappa is None:
+        until = 0.1
+    if "oracle" in metric:
+        one_per_round = one_per_round or len(metric) > 1  # compare like with like
+    config = DropNetConfig(
+        fraction=fraction,
+        until=until,
+        kappa=kappa,
+        max_rounds=max_rounds,
+        reset=reset,
+        one_per_round=one_per_round,
+        score_samples=score_samples,
+        train=train_config(
+            lr,
+            epochs,
+            batch_size,
+            patience,
+            optimizer,
+            momentum,
+            weight_decay,
+            restore_best,
+            device,
+        ),
+    )
+    if seeds < 1:
+        raise typer.BadParameter(f"must be >= 1, got {seeds}", param_hint="--seeds")
+    data = load_dataset(dataset, data_dir, seed=seed)
+    study = run_prune_study(
+        model,
+        data,
+        list(dict.fromkeys(metric)),
+        list(range(seed, seed + seeds)),
+        config,
+        out=out_dir(out),
+        dataset_spec=dataset,
+        progress=not json_out,
+    )
+    if json_out:
+        print_json({"out": str(out), "summary": study.summary()})
+        return
+    print_table(
+        f"DropNet: {model} on {dataset} (mean test accuracy over seeds, (remaining))",
+        study.summary(),
+    )
+    console.print(f"wrote {out}/rounds.csv, {out}/accuracy.png")
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="Folder written by `secateurs prune`."),
+    metric: str = typer.Option(None, "--metric", help="Which metric's run (if several)."),
+    seed: int = typer.Option(None, "--seed", help="Which seed's run (if several)."),
+    round_: int = typer.Option(None, "--round", help="Round to export (0 = unpruned)."),
+    remaining: float = typer.Option(
+        None, "--remaining", help="Export the round nearest this remaining fraction."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for model.safetensors + architecture.json."
+    ),
+    json_out: bool = JsonOut,
+) -> None:
+    """Export one recorded round as a physically smaller network (safetensors + JSON)."""
+    if (round_ is None) == (remaining is None):
+        raise typer.BadParameter("give exactly one of --round or --remaining")
+    masked, result, r = rebuild_round(run, metric, seed, round_, remaining)
+    example = torch.zeros(1, *masked.input_shape)
+    exported = export_pruned(masked, example)
+    save_exported(out, exported)
+    summary = {
+        "metric": result.metric,
+        "seed": result.seed,
+        "round": r,
+        "remaining": result.rounds[r]["remaining"],
+        "test_acc": result.rounds[r]["test_acc"],
+        "params": exported.params,
+        "params_before": exported.params_before,
+        "macs": exported.macs,
+        "macs_before": exported.macs_before,
+        "out": str(out),
+        "note": exported.summary(),
+    }
+    if json_out:
+        print_json(summary)
+    else:
+        console.print(exported.summary())
+        console.print(f"wrote {out}/model.safetensors and {out}/architecture.json")

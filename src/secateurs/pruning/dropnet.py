@@ -1,0 +1,273 @@
+"""The DropNet loop: train, record, score, drop a fraction of the remaining units, reset, repeat.
+
+``DropNet`` holds one run's state and exposes its steps (``record``, ``prune_step``) so that other
+drivers, such as a trainer that steps many networks in lockstep, can reuse the exact same scoring,
+selection and reset logic; ``DropNet.run`` is the plain sequential driver.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from ..data.splits import DatasetSplits
+from ..errors import ConfigError
+from ..models import build_model
+from ..training import TrainConfig, TrainResult, split_metrics, train
+from .importance import unit_scores
+from .masks import MaskedNetwork
+from .metrics import get_metric
+from .oracle import oracle_choice
+from .schedule import StopRule
+from .selection import select_units
+
+RESETS = ("initial", "random", "continue")
+
+
+@dataclass
+class DropNetConfig:
+    """One DropNet run's settings (the defaults are the authors' code: p = 0.2 down to 10%)."""
+
+    metric: str = "minimum"
+    fraction: float = 0.2
+    until: float | None = 0.1
+    kappa: float | None = None
+    max_rounds: int | None = None
+    reset: str = "initial"
+    one_per_round: bool = False
+    score_samples: int | None = None
+    keep_weights: bool = True
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        get_metric(self.metric)
+        if not 0.0 < self.fraction <= 1.0:
+            raise ConfigError(f"--fraction must be in (0, 1], got {self.fraction}")
+        if self.reset not in RESETS:
+            raise ConfigError(f"--reset must be one of {RESETS}, got {self.reset!r}")
+        if self.score_samples is not None and self.score_samples < 1:
+            raise ConfigError(f"score_samples must be >= 1, got {self.score_samples}")
+        self.stop_rule()  # validates until / kappa / max_rounds
+
+    def stop_rule(self) -> StopRule:
+        return StopRule(self.until, self.kappa, self.max_rounds)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "train": self.train.to_dict()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> DropNetConfig:
+        values = dict(values)
+        train_cfg = TrainConfig.from_dict(values.pop("train", {}))
+        return cls(**values, train=train_cfg)
+
+
+def _state_to_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+class DropNet:
+    """One DropNet run of one network on one dataset with one metric and seed."""
+
+    def __init__(
+        self,
+        model: nn.Module | str,
+        data: DatasetSplits,
+        config: DropNetConfig | None = None,
+        *,
+        seed: int = 0,
+    ):
+        self.config = config or DropNetConfig()
+        self.data = data
+        self.seed = seed
+        self.metric = get_metric(self.config.metric)
+        if isinstance(model, str):
+            torch.manual_seed(seed)
+            model = build_model(model, data.input_shape, data.num_classes)
+        self.masked = MaskedNetwork(model, data.x_train[:2])
+        self.initial = _state_to_cpu(self.masked.weight_state_dict())
+        self.generator = torch.Generator().manual_seed(seed)  # ties and random metrics
+        self.round = 0
+        self.rounds: list[dict] = []
+        self.dropped: list[dict] = []  # {"layer", "index", "round": first round without it}
+        self.weights: dict[int, dict[str, torch.Tensor]] = {}
+        self.stop_reason: str | None = None
+        self._unpruned_counts: tuple[int, int] | None = None
+
+    # -- steps -------------------------------------------------------------------------------
+    def train_round(self, progress: bool = False) -> TrainResult:
+        """Train the current masked network (data order seeded by seed and round)."""
+        return train(
+            self.masked,
+            self.data,
+            self.config.train,
+            seed=self.seed * 100_003 + self.round,
+            progress=progress,
+            description=f"{self.config.metric} round {self.round}",
+        )
+
+    def record(self, result: TrainResult, seconds: float = 0.0) -> dict:
+        """Measure the trained network of this round, keep its weights, decide whether to stop."""
+        from .counting import implied_params_macs
+
+        example = self.data.x_train[:1].to(next(self.masked.parameters()).device)
+        params, macs = implied_params_macs(self.masked, example)
+        if self._unpruned_counts is None:
+            self._unpruned_counts = (params, macs)
+        masks = self.masked.get_masks()
+        row = {
+            "round": self.round,
+            "remaining": self.masked.remaining_fraction(),
+            "units": sum(int(m.sum()) for m in masks.values()),
+            "params": params,
+            "macs": macs,
+            "params_fraction": params / self._unpruned_counts[0],
+            "macs_fraction": macs / self._unpruned_counts[1],
+            **split_metrics(self.masked, self.data, self.config.train.eval_batch_size),
+            "epochs": result.epochs,
+            "seconds": seconds,
+            "widths": {k: int(m.sum()) for k, m in masks.items()},
+            "remaining_per_layer": self.masked.remaining_per_layer(),
+        }
+        self.rounds.append(row)
+        if self.config.keep_weights:
+            self.weights[self.round] = _state_to_cpu(self.masked.weight_state_dict())
+        self.stop_reason = self.config.stop_rule().reason_to_stop(self.rounds)
+        return row
+
+    def choose(self) -> dict[str, list[int]]:
+        """The units this round drops, by the metric (or the oracle)."""
+        cfg, x = self.config, self.data.x_train
+        if self.metric.criterion == "oracle":
+            y = self.data.y_train
+            if cfg.score_samples:
+                x, y = x[: cfg.score_samples], y[: cfg.score_samples]
+            pick = oracle_choice(self.masked, x, y)
+            return {} if pick is None else {pick[0]: [pick[1]]}
+        scores = unit_scores(
+            self.metric.criterion,
+            self.masked,
+            x,
+            samples=cfg.score_samples,
+            batch_size=cfg.train.eval_batch_size,
+        )
+        return select_units(
+            scores,
+            {k: v.cpu() for k, v in self.masked.get_masks().items()},
+            cfg.fraction,
+            scope=self.metric.scope,
+            one_per_round=cfg.one_per_round,
+            generator=self.generator,
+        )
+
+    def prune_step(self) -> int:
+        """Score, drop, reset; returns how many units were dropped (0: nothing left to drop)."""
+        drop = self.choose()
+        count = sum(len(v) for v in drop.values())
+        if count == 0:
+            self.stop_reason = "no layer has a unit left to drop"
+            return 0
+        masks = self.masked.get_masks()
+        for layer, units in drop.items():
+            for unit in units:
+                masks[layer][unit] = False
+                self.dropped.append({"layer": layer, "index": unit, "round": self.round + 1})
+        self.masked.set_masks(masks)
+        self.round += 1
+        self.reset()
+        return count
+
+    def reset(self) -> None:
+        """Apply the reset policy to the surviving weights (masks are never touched)."""
+        if self.config.reset == "initial":
+            device = next(self.masked.parameters()).device
+            self.masked.load_weight_state_dict({k: v.to(device) for k, v in self.initial.items()})
+        elif self.config.reset == "random":
+            torch.manual_seed(self.seed * 100_003 + 50_000 + self.round)
+            for module in self.masked.modules():
+                if module is not self.masked and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+
+    # -- the sequential driver -------------------------------------------------------------
+    def run(self, on_round: Callable[[DropNet, dict], None] | None = None) -> DropNetResult:
+        while True:
+            start = time.perf_counter()
+            result = self.train_round()
+            row = self.record(result, time.perf_counter() - start)
+            if on_round is not None:
+                on_round(self, row)
+            if self.stop_reason is not None or self.prune_step() == 0:
+                break
+        return self.result()
+
+    def result(self) -> DropNetResult:
+        return DropNetResult(
+            metric=self.config.metric,
+            seed=self.seed,
+            config=self.config.to_dict(),
+            layers=list(self.masked.layers),
+            widths=dict(self.masked.widths),
+            rounds=list(self.rounds),
+            dropped=list(self.dropped),
+            stop_reason=self.stop_reason,
+            initial=self.initial,
+            weights=dict(self.weights),
+        )
+
+
+@dataclass
+class DropNetResult:
+    """A finished run: per-round records, every dropped unit (layer, original index, round), the
+    initial weights and (when kept) each round's trained weights."""
+
+    metric: str
+    seed: int
+    config: dict
+    layers: list[str]
+    widths: dict[str, int]
+    rounds: list[dict]
+    dropped: list[dict]
+    stop_reason: str | None
+    initial: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+    weights: dict[int, dict[str, torch.Tensor]] = field(repr=False, default_factory=dict)
+
+    def masks_at(self, round_: int) -> dict[str, torch.Tensor]:
+        """Alive units of every layer in round ``round_`` (rebuilt from the drop record)."""
+        if not 0 <= round_ < len(self.rounds):
+            raise ConfigError(
+                f"round {round_} does not exist; rounds are 0..{len(self.rounds) - 1}"
+            )
+        masks = {k: torch.ones(w, dtype=torch.bool) for k, w in self.widths.items()}
+        for d in self.dropped:
+            if d["round"] <= round_:
+                masks[d["layer"]][d["index"]] = False
+        return masks
+
+    def round_nearest(self, remaining: float | None = None, pruned: float | None = None) -> int:
+        """The round whose remaining fraction is nearest (ties: the earlier round)."""
+        target = remaining if remaining is not None else 1.0 - float(pruned)
+        return min(range(len(self.rounds)), key=lambda r: abs(self.rounds[r]["remaining"] - target))
+
+    def summary(self) -> dict:
+        return {
+            "metric": self.metric,
+            "seed": self.seed,
+            "rounds": len(self.rounds),
+            "stop_reason": self.stop_reason,
+        }
+
+
+def run_dropnet(
+    model: nn.Module | str,
+    data: DatasetSplits,
+    config: DropNetConfig | None = None,
+    *,
+    seed: int = 0,
+    on_round: Callable[[DropNet, dict], None] | None = None,
+) -> DropNetResult:
+    """Run DropNet to its stop rule. ``model`` is a registry spec (built with ``seed``) or a module."""
+    return DropNet(model, data, config, seed=seed).run(on_round)

@@ -1,0 +1,431 @@
+"""Physical removal of dropped units: a smaller network that computes exactly what the masked one
+does, and its save / load without pickle.
+
+Rules (see docs/export.md):
+- A dropped unit of a layer is removed with its weights, its BatchNorm entries and the matching
+  inputs of every Linear/Conv2d reading it (all spatial positions of a channel after a flatten).
+- Channels that meet in a residual addition (a coupled group) are removed only where every
+  coupled producer dropped them. Where some producers dropped a channel and others did not, the
+  channel is kept and the dead producers' branches are zeroed exactly: the BatchNorm weight and bias
+  of that channel when the tail has an affine BatchNorm, else the layer's weight rows and bias;
+  when the tail after that point has an op with f(0) != 0 (Softplus, Sigmoid), a UnitMask stays.
+- Channels whose path to the next layers goes through an op that is not a zero-preserving
+  per-channel op (see ``masks.analyse_channel_flow``) are kept and zeroed the same way.
+The export is checked on the example input against the masked network before it is returned.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, DataError
+from ..io import load_tensors, read_json, save_tensors, write_json
+from .counting import measure
+from .masks import MASKS_ATTR, MaskedNetwork, _mask_key, is_zero_preserving
+
+FORMAT = "secateurs-exported-v1"
+WEIGHTS_FILE = "model.safetensors"
+ARCH_FILE = "architecture.json"
+
+
+@dataclass
+class ExportResult:
+    """A physically pruned network and what was done to get it.
+
+    ``removed[layer]`` / ``zeroed[layer]``: original unit indices physically removed / kept but
+    zeroed (dead in this layer, alive in a coupled producer or not removable). ``masked_layers``:
+    layers whose UnitMask had to stay. ``kept_because``: per channel group (first layer's name),
+    why its dead channels could not be removed, if so. ``groups``: every channel group (coupled
+    groups and single layers).
+    """
+
+    module: nn.Module
+    removed: dict[str, list[int]]
+    zeroed: dict[str, list[int]]
+    params: int
+    macs: int
+    params_before: int
+    macs_before: int
+    layers: tuple[str, ...] = ()
+    input_shape: tuple[int, ...] = ()
+    num_classes: int = 0
+    masked_layers: tuple[str, ...] = ()
+    kept_because: dict[str, list[str]] = field(default_factory=dict)
+    model_spec: dict | None = None
+    widths: dict[str, int] = field(default_factory=dict)
+    groups: list[tuple[str, ...]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: what was removed, what it saved, and which dropped units had to stay."""
+        total = sum(self.widths.values()) or 1
+        removed = sum(len(v) for v in self.removed.values())
+        text = (
+            f"removed {removed} of {total} units ({removed / total:.0%}); params "
+            f"{self.params_before:,} -> {self.params:,} ({_ratio(self.params_before, self.params)}), "
+            f"MACs/sample {self.macs_before:,} -> {self.macs:,} "
+            f"({_ratio(self.macs_before, self.macs)})"
+        )
+        coupled, blocked = [], 0
+        for group in self.groups:
+            if group[0] in self.kept_because:
+                blocked += sum(len(self.zeroed[x]) for x in group)
+                continue
+            channels = set().union(*(self.zeroed[x] for x in group))
+            if len(group) > 1 and channels:
+                coupled.append(f"{group[0]}+{len(group) - 1}: {len(channels)}")
+        if coupled:
+            text += (
+                "; coupled residual channels dropped by only some producers were kept, zeroed in "
+                f"those ({', '.join(coupled)} channels)"
+            )
+        if blocked:
+            reasons = "; ".join(r for rs in self.kept_because.values() for r in rs[:1])
+            text += f"; kept {blocked} dropped units zeroed that cannot be removed ({reasons})"
+        if not coupled and not blocked:
+            text += "; every dropped unit was removed"
+        if self.masked_layers:
+            text += f"; a UnitMask stays after {', '.join(self.masked_layers)}"
+        return text
+
+
+def _ratio(before: int, after: int) -> str:
+    return f"{before / after:.2f}x smaller" if after else "empty"
+
+
+def _index(keep: list[int], device: torch.device) -> torch.Tensor:
+    return torch.tensor(keep, dtype=torch.long, device=device)
+
+
+def _slice_param(module: nn.Module, name: str, dim: int, keep: list[int]) -> None:
+    tensor = getattr(module, name)
+    if tensor is None:
+        return
+    new = tensor.detach().index_select(dim, _index(keep, tensor.device)).clone()
+    if isinstance(tensor, nn.Parameter):
+        setattr(module, name, nn.Parameter(new, requires_grad=tensor.requires_grad))
+    else:
+        setattr(module, name, new)
+
+
+def _slice_outputs(module: nn.Module, keep: list[int]) -> None:
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        _slice_param(module, "weight", 0, keep)
+        _slice_param(module, "bias", 0, keep)
+        if isinstance(module, nn.Linear):
+            module.out_features = len(keep)
+        else:
+            module.out_channels = len(keep)
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            _slice_param(module, name, 0, keep)
+        module.num_features = len(keep)
+    else:  # pragma: no cover - tails only hold the types above with state
+        raise ConfigError(f"cannot slice {type(module).__name__}")
+
+
+def _slice_inputs(module: nn.Module, keep: list[int]) -> None:
+    _slice_param(module, "weight", 1, keep)
+    if isinstance(module, nn.Linear):
+        module.in_features = len(keep)
+    else:
+        module.in_channels = len(keep)
+
+
+def _zero_channels(module: nn.Module, positions: list[int]) -> None:
+    idx = _index(positions, module.weight.device)
+    with torch.no_grad():
+        module.weight.index_fill_(0, idx, 0.0)
+        if module.bias is not None:
+            module.bias.index_fill_(0, idx, 0.0)
+
+
+@dataclass
+class _Plan:
+    removed: dict[str, list[int]]
+    zeroed: dict[str, list[int]]
+    keep: dict[str, list[int]]  # per layer: original indices that stay
+    masked_layers: tuple[str, ...]
+    zero_at: dict[str, str]  # layer -> module whose channels get zeroed
+    kept_because: dict[str, list[str]]
+
+
+def _plan(masked: MaskedNetwork, alive: dict[str, torch.Tensor]) -> _Plan:
+    flow, gm = masked.flow, masked.net
+    removed, zeroed, keep, zero_at = {}, {}, {}, {}
+    masked_layers, kept_because = [], {}
+    for group in flow.groups():
+        reasons = flow.barrier_reasons(group[0])
+        if reasons:
+            kept_because[group[0]] = reasons
+        dead_everywhere = torch.ones_like(alive[group[0]])
+        for layer in group:
+            dead_everywhere &= ~alive[layer]
+        gone = [] if reasons else torch.nonzero(dead_everywhere).flatten().tolist()
+        for layer in group:
+            removed[layer] = gone
+            keep[layer] = [i for i in range(masked.widths[layer]) if i not in set(gone)]
+            dead = torch.nonzero(~alive[layer]).flatten().tolist()
+            zeroed[layer] = sorted(set(dead) - set(gone))
+    for layer in masked.layers:
+        chain = flow.tails[layer]
+        # Zero the last affine BatchNorm of the tail, else the layer itself; what follows in the
+        # tail must keep a zero channel at zero, or the mask stays.
+        point = 0
+        for i, node in enumerate(chain):
+            if node.op == "call_module":
+                module = gm.get_submodule(str(node.target))
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    point = i if module.affine else -1
+        exact = point >= 0 and all(is_zero_preserving(n, gm) for n in chain[point + 1:])
+        if point >= 0:
+            zero_at[layer] = str(chain[point].target)
+        if zeroed[layer] and not exact:
+            masked_layers.append(layer)
+    return _Plan(removed, zeroed, keep, tuple(masked_layers), zero_at, kept_because)
+
+
+def _same_modules(masked: MaskedNetwork) -> bool:
+    """True if the original model still holds the very modules the traced graph calls."""
+    original = masked.original
+    for node in masked.net.graph.nodes:
+        if node.op == "call_module" and not str(node.target).startswith(MASKS_ATTR):
+            try:
+                if original.get_submodule(str(node.target)) is not masked.net.get_submodule(
+                    str(node.target)
+                ):
+                    return False
+            except AttributeError:
+                return False
+        if node.op == "get_attr":
+            return False
+    return True
+
+
+def export_pruned(
+    masked: MaskedNetwork,
+    example_input: torch.Tensor,
+    *,
+    masks: Mapping[str, torch.Tensor] | None = None,
+) -> ExportResult:
+    """A new, physically smaller network equal in output to ``masked`` with ``masks`` (default: its
+    current masks). ``masked`` is not changed. The result keeps the model's own class when no
+    UnitMask has to stay (else it is the traced ``torch.fx.GraphModule``)."""
+    work = copy.deepcopy(masked)
+    if masks is not None:
+        work.set_masks(masks)
+    alive = {x: m.detach().cpu().bool() for x, m in work.get_masks().items()}
+    reference, params_before, macs_before = measure(work.net, example_input)
+    plan = _plan(work, alive)
+    gm = work.net
+
+    # Modules to slice: output units of prunable layers and their tail BatchNorms, input
+    # features of every Linear/Conv2d reading masked channels; zero what must be zeroed.
+    for layer in work.layers:
+        keep = plan.keep[layer]
+        pos = {c: i for i, c in enumerate(keep)}
+        tail_modules = [
+            str(n.target) for n in work.flow.tails[layer] if n.op == "call_module"
+        ]
+        for name in tail_modules:
+            module = gm.get_submodule(name)
+            sliceable = isinstance(module, (nn.Linear, nn.Conv2d, nn.modules.batchnorm._BatchNorm))
+            if sliceable and len(keep) != work.widths[layer]:
+                _slice_outputs(module, keep)
+        if plan.zeroed[layer] and layer in plan.zero_at:
+            _zero_channels(gm.get_submodule(plan.zero_at[layer]), [pos[c] for c in plan.zeroed[layer]])
+    for name, (src, repeat) in work.flow.space_of.items():
+        keep = plan.keep[src]
+        if len(keep) != work.widths[src]:
+            _slice_inputs(gm.get_submodule(name), [c * repeat + j for c in keep for j in range(repeat)])
+
+    masks_dict = getattr(gm, MASKS_ATTR)
+    if plan.masked_layers or not _same_modules(work):
+        # (a deep-copied GraphModule re-creates its nodes: find them by name)
+        by_name = {n.name: n for n in gm.graph.nodes}
+        for layer in work.layers:
+            node = by_name[work.flow.mask_nodes[layer].name]
+            key = _mask_key(layer)
+            if layer in plan.masked_layers:
+                _slice_param(masks_dict[key], "mask", 0, plan.keep[layer])
+                continue
+            node.replace_all_uses_with(node.args[0])
+            gm.graph.erase_node(node)
+            del masks_dict[key]
+        if not len(masks_dict):
+            delattr(gm, MASKS_ATTR)
+        gm.graph.lint()
+        gm.recompile()
+        module: nn.Module = gm
+    else:
+        module = work.original  # the same (now sliced) modules, in the user's own class
+    try:
+        exported_out, params, macs = measure(module, example_input)
+    except Exception as exc:
+        raise ConfigError(
+            f"the pruned network fails on the example input ({type(exc).__name__}: {exc}); "
+            "its forward may hard-code a width (e.g. x.view(-1, 512))"
+        ) from exc
+    error = float((exported_out - reference).abs().max()) if reference.numel() else 0.0
+    scale = float(reference.abs().max()) if reference.numel() else 0.0
+    if not error <= 1e-4 * max(1.0, scale):
+        raise RuntimeError(f"internal error: export changed the outputs by {error:.3g}")
+    return ExportResult(
+        module=module,
+        removed={x: plan.removed[x] for x in work.layers},
+        zeroed={x: plan.zeroed[x] for x in work.layers},
+        params=params,
+        macs=macs,
+        params_before=params_before,
+        macs_before=macs_before,
+        layers=work.layers,
+        input_shape=tuple(int(s) for s in example_input.shape[1:]),
+        num_classes=int(reference.shape[-1]) if reference.dim() >= 2 else 0,
+        masked_layers=plan.masked_layers,
+        kept_because=plan.kept_because,
+        model_spec=copy.deepcopy(work.spec),
+        widths=dict(work.widths),
+        groups=work.flow.groups(),
+    )
+
+
+# ----------------------------------------------------------------------------- save / load
+
+
+def _version() -> str:
+    try:
+        from .. import __version__  # type: ignore[attr-defined]
+
+        return str(__version__)
+    except ImportError:
+        try:
+            from importlib.metadata import version
+
+            return version("secateurs")
+        except Exception:
+            return "unknown"
+
+
+def save_exported(
+    path: str | Path, result: ExportResult, *, spec: Mapping | None = None
+) -> Path:
+    """Write ``model.safetensors`` and ``architecture.json`` into directory ``path`` (atomically,
+    weights first). ``spec`` is the model spec ``{"name": ..., "options": {...}}``; by default the
+    spec the model was built from (registry models). Without one, loading needs ``model=``."""
+    directory = Path(path)
+    if spec is None:
+        spec = result.model_spec
+    if spec is not None:
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+            raise ConfigError(f"spec must be {{'name': str, 'options': dict}}, got {spec!r}")
+        spec = {"name": spec["name"], "options": dict(spec.get("options") or {})}
+        try:
+            json.dumps(spec)
+        except TypeError as exc:
+            raise ConfigError(f"model spec is not JSON-serialisable: {exc}") from exc
+    state = result.module.state_dict()
+    architecture = {
+        "format": FORMAT,
+        "model": spec,
+        "class": type(result.module).__name__,
+        "input_shape": list(result.input_shape),
+        "num_classes": result.num_classes,
+        "prunable_layers": list(result.layers),
+        "removed": {k: list(v) for k, v in result.removed.items()},
+        "zeroed": {k: list(v) for k, v in result.zeroed.items()},
+        "masked_layers": list(result.masked_layers),
+        "params": result.params,
+        "macs": result.macs,
+        "params_before": result.params_before,
+        "macs_before": result.macs_before,
+        "secateurs_version": _version(),
+    }
+    save_tensors(directory / WEIGHTS_FILE, state, metadata={"format": FORMAT})
+    write_json(directory / ARCH_FILE, architecture)
+    return directory
+
+
+def _int_list(value, what: str) -> list[int]:
+    if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+        raise DataError(f"{what} must be a list of integers, got {value!r}")
+    return value
+
+
+def load_exported(path: str | Path, *, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild a saved export without pickle: build the model (from the saved spec, or the freshly
+    constructed ``model`` for custom modules), replay the same surgery, load the weights strictly.
+    Returns the module in eval mode."""
+    directory = Path(path)
+    arch_path, weights_path = directory / ARCH_FILE, directory / WEIGHTS_FILE
+    for p in (arch_path, weights_path):
+        if not p.is_file():
+            raise DataError(f"{p} not found; expected a directory written by save_exported")
+    try:
+        arch = read_json(arch_path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{arch_path} is not valid JSON: {exc}") from exc
+    if not isinstance(arch, dict) or arch.get("format") != FORMAT:
+        raise DataError(f"{arch_path} is not a secateurs export (format {FORMAT!r} expected)")
+    input_shape = tuple(_int_list(arch.get("input_shape"), "input_shape"))
+    layers = arch.get("prunable_layers")
+    if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+        raise DataError(f"{arch_path}: prunable_layers must be a list of layer names")
+    for key in ("removed", "zeroed"):
+        if not isinstance(arch.get(key), dict) or set(arch[key]) != set(layers):
+            raise DataError(f"{arch_path}: {key!r} must map each prunable layer to unit indices")
+    if model is None:
+        spec = arch.get("model")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise ConfigError(
+                f"{arch_path} holds a custom model (no registry spec); pass model= built "
+                "exactly as before pruning"
+            )
+        from ..models import build_model
+
+        num_classes = arch.get("num_classes")
+        if not isinstance(num_classes, int):
+            raise DataError(f"{arch_path}: num_classes must be an integer, got {num_classes!r}")
+        model = build_model(spec["name"], input_shape, num_classes, **dict(spec.get("options") or {}))
+    example = torch.zeros((1, *input_shape))
+    masked = MaskedNetwork(model, example, layers)
+    masks = {}
+    for layer in layers:
+        dead = _int_list(arch["removed"][layer], f"removed[{layer!r}]") + _int_list(
+            arch["zeroed"][layer], f"zeroed[{layer!r}]"
+        )
+        width = masked.widths[layer]
+        if any(not 0 <= i < width for i in dead):
+            raise DataError(f"{arch_path}: unit index out of range 0..{width - 1} for {layer!r}")
+        alive = torch.ones(width, dtype=torch.bool)
+        alive[dead] = False
+        masks[layer] = alive
+    try:
+        result = export_pruned(masked, example, masks=masks)
+    except ConfigError as exc:
+        raise DataError(f"{arch_path}: cannot replay the export: {exc}") from exc
+    if result.removed != arch["removed"] or result.zeroed != arch["zeroed"]:
+        raise DataError(
+            f"{arch_path}: the removed/zeroed units do not match what the surgery gives for this "
+            "model (file edited, or a different model?)"
+        )
+    try:
+        tensors = load_tensors(weights_path)
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise DataError(f"{weights_path} is not a readable safetensors file: {exc}") from exc
+    try:
+        result.module.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise DataError(
+            f"{weights_path} does not fit the rebuilt network: {' '.join(first[:3])[:400]}"
+        ) from exc
+    return result.module.eval()
+
+
+__all__ = ["ExportResult", "export_pruned", "load_exported", "save_exported"]
