@@ -26,3 +26,9 @@ def digits():
     from secateurs.data import load_dataset
 
     return load_dataset("digits")
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """No test reaches the internet: named datasets never download unless a test serves them."""
+    monkeypatch.setenv("SECATEURS_OFFLINE", "1")

@@ -77,6 +77,9 @@ def test_options_and_specs():
     )
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         build_model("nope", (1, 8, 8), 10)
+    with pytest.raises(ConfigError, match="widths must be positive"):
+        build_model("model-a:widths=0-3", (1, 8, 8), 10)
+    assert len(build_model("model-a:widths=7", (1, 8, 8), 10).prunable_layers) == 1
     with pytest.raises(ConfigError, match="no option depth"):
         build_model("model-a", (1, 8, 8), 10, depth=3)
 

@@ -32,7 +32,13 @@ def _root(
 
 def _register_commands() -> None:
     # Each module adds its commands to ``app`` on import.
-    from . import train_cmd  # noqa: F401
+    from . import (  # noqa: F401
+        data_cmds,  # noqa: F401
+        ensemble_cmds,  # noqa: F401
+        prune_cmds,
+        run_cmds,
+        train_cmd,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

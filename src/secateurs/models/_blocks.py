@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import ConfigError
+
 
 def pool_or_identity(h: int, w: int) -> tuple[nn.Module, int, int]:
     """A 2x2 max-pool while the feature map is at least 2x2, so that every model works on 8x8
@@ -20,7 +22,15 @@ def as_image_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def widths_option(value, default: tuple[int, ...], name: str) -> tuple[int, ...]:
-    widths = tuple(int(w) for w in (value if value is not None else default))
+    """Layer widths from an option: a list, one int, or None for ``default``."""
+    if value is None:
+        value = default
+    if isinstance(value, int):
+        value = [value]
+    try:
+        widths = tuple(int(w) for w in value)
+    except (TypeError, ValueError):
+        widths = ()
     if not widths or min(widths) < 1:
-        raise ValueError(f"{name}: widths must be positive integers, got {value!r}")
+        raise ConfigError(f"{name}: widths must be positive integers such as 40-40, got {value!r}")
     return widths

@@ -1,0 +1,61 @@
+"""NumPy ``.npz`` archives: ``x_train, y_train, x_test, y_test`` or a single ``x, y``.
+
+Read with ``allow_pickle=False``: an archive holding object arrays is refused, never unpickled.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .source import Source, check_counts, images_to_tensor, labels_to_tensor, to_float
+
+
+def load_npz(path: Path, name: str | None = None) -> Source:
+    path = Path(path)
+    name = name or f"npz:{path.name}"
+    if not path.is_file():
+        raise DataError(f"npz file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            if {"x_train", "y_train", "x_test", "y_test"} <= keys:
+                wanted = ["x_train", "y_train", "x_test", "y_test"]
+            elif {"x", "y"} <= keys:
+                wanted = ["x", "y"]
+            else:
+                raise DataError(
+                    f"{path} holds arrays {sorted(keys)}; expected x_train, y_train, x_test, y_test "
+                    "or x, y"
+                )
+            arrays = {k: archive[k] for k in wanted}
+    except DataError:
+        raise
+    except ValueError as e:  # object arrays need pickle, which is not allowed
+        raise DataError(f"{path}: {e}; save plain numeric arrays (no object dtype)") from e
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{path} is not a readable .npz archive ({e}); it may be truncated") from e
+
+    def pair(xk: str, yk: str):
+        check_counts(f"{path} ({xk} / {yk})", arrays[xk], arrays[yk])
+        return (
+            images_to_tensor(arrays[xk], f"{path} ({xk})"),
+            labels_to_tensor(arrays[yk], f"{path} ({yk})"),
+        )
+
+    if "x" in arrays:
+        x, y = pair("x", "y")
+        return Source(name, x, y, path=str(path))
+    x_tr, y_tr = pair("x_train", "y_train")
+    x_te, y_te = pair("x_test", "y_test")
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DataError(
+            f"{path}: x_train samples are {tuple(x_tr.shape[1:])} but x_test samples are "
+            f"{tuple(x_te.shape[1:])} (C, H, W)"
+        )
+    if x_tr.dtype != x_te.dtype:  # one uint8, one float: bring both to float in [0, 1]
+        x_tr, x_te = to_float(x_tr), to_float(x_te)
+    return Source(name, x_tr, y_tr, x_te, y_te, path=str(path))
