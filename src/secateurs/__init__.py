@@ -1,32 +1,48 @@
-"""secateurs: make neural networks and deep ensembles smaller without making them worse."""
+"""secateurs: make neural networks and deep ensembles smaller without making them worse.
 
+The public API is re-exported here and loaded on first use, so that ``import secateurs.ensembles``
+(numpy only) does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("secateurs")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.1.0"
 
-from .data import DatasetSplits, load_dataset
-from .errors import ConfigError, DataError, SecateursError, TrainingDiverged
-from .models import build_model, find_prunable_layers, list_models, register_model
-from .training import TrainConfig, evaluate, predict_proba, train, train_model
+# name -> module that defines it
+_EXPORTS = {
+    "SecateursError": "errors", "ConfigError": "errors", "DataError": "errors",
+    "TrainingDiverged": "errors",
+    "DatasetSplits": "data", "load_dataset": "data", "list_datasets": "data",
+    "build_model": "models", "find_prunable_layers": "models", "list_models": "models",
+    "register_model": "models",
+    "TrainConfig": "training", "train": "training", "train_model": "training",
+    "evaluate": "training", "predict_proba": "training",
+    "MaskedNetwork": "pruning", "DropNet": "pruning", "DropNetConfig": "pruning",
+    "DropNetResult": "pruning", "run_dropnet": "pruning", "export_pruned": "pruning",
+    "save_exported": "pruning", "load_exported": "pruning",
+    "PredictionPool": "ensembles", "select_team": "ensembles", "load_predictions": "ensembles",
+    "save_predictions": "ensembles",
+    "run_prune_study": "experiments", "run_experiment": "experiments", "load_config": "experiments",
+}
 
-__all__ = [
-    "ConfigError",
-    "DataError",
-    "DatasetSplits",
-    "SecateursError",
-    "TrainConfig",
-    "TrainingDiverged",
-    "__version__",
-    "build_model",
-    "evaluate",
-    "find_prunable_layers",
-    "list_models",
-    "load_dataset",
-    "predict_proba",
-    "register_model",
-    "train",
-    "train_model",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'secateurs' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+

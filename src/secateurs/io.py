@@ -8,10 +8,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:
+    import torch
 
 
 @contextmanager
@@ -58,11 +58,14 @@ def save_tensors(
     metadata: dict[str, str] | None = None,
 ) -> Path:
     """Save tensors as safetensors (never pickle), atomically."""
+    from safetensors.torch import save_file  # torch is imported only where tensors are saved
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     return _write_with(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata))
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
     return load_file(str(path))
 
 

@@ -1,0 +1,140 @@
+"""Focal diversity: each team's diversity measured where its members fail.
+
+For each focal model F, its negatives are the selection samples F gets wrong. The metric of a
+team T containing F is computed on F's negatives only; for each (F, team size) those values are
+min-max normalised over the given set of teams that contain F; a team's focal diversity is the
+average over its members F of the normalised values, weighted by the members' accuracy ranks
+within the team (1 = least accurate, ties share the average rank) or a plain mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+from ..errors import ConfigError
+from .metrics import (
+    DECIMALS,
+    NEEDS_LABELS,
+    SampleStats,
+    check_metric,
+    sample_stats,
+    team_raw,
+    to_score,
+)
+
+WEIGHTINGS = ("rank", "mean")
+#: Reference resampling: 3 draws of 100 negatives (with replacement, as the released code does).
+RESAMPLE_SIZE = 100
+RESAMPLE_TIMES = 3
+
+
+@dataclass(frozen=True)
+class FocalStats:
+    """For each focal model, the statistics of all M models on that model's negatives.
+
+    ``draws[f]`` holds one SampleStats (all negatives) or RESAMPLE_TIMES of them (resampling).
+    """
+
+    draws: tuple[tuple[SampleStats, ...], ...]
+    num_negatives: np.ndarray  # [M]
+
+    @property
+    def num_models(self) -> int:
+        return len(self.draws)
+
+
+def focal_stats(
+    correct: np.ndarray,
+    preds: np.ndarray,
+    num_classes: int,
+    metrics: tuple[str, ...] | list[str] = ("gd",),
+    resample: bool = False,
+    seed: int = 0,
+) -> FocalStats:
+    """Per-focal-model statistics on the selection split (never the test split)."""
+    correct = np.asarray(correct, dtype=bool)
+    m = correct.shape[0]
+    labels = any(check_metric(x) in NEEDS_LABELS for x in metrics)
+    patterns = "en" in [check_metric(x) for x in metrics]
+    rng = np.random.default_rng(seed)
+    draws = []
+    negs = np.zeros(m, dtype=np.int64)
+    for f in range(m):
+        neg = np.flatnonzero(~correct[f])
+        negs[f] = neg.size
+        sub_c, sub_p = correct[:, neg], preds[:, neg]
+        if not resample or neg.size == 0:
+            draws.append((sample_stats(sub_c, sub_p, num_classes, labels=labels, patterns=patterns),))
+            continue
+        per = []
+        for _ in range(RESAMPLE_TIMES):
+            pick = rng.integers(0, neg.size, size=RESAMPLE_SIZE)
+            w = np.bincount(pick, minlength=neg.size).astype(np.float64)
+            per.append(
+                sample_stats(sub_c, sub_p, num_classes, weights=w, labels=labels, patterns=patterns)
+            )
+        draws.append(tuple(per))
+    return FocalStats(tuple(draws), negs)
+
+
+def member_weights(members: np.ndarray, accuracy: np.ndarray, weighting: str) -> np.ndarray:
+    """[T, S] weight of each member: its accuracy rank within the team, or 1 (plain mean)."""
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"unknown focal weighting {weighting!r}; choose from {list(WEIGHTINGS)}")
+    if weighting == "mean":
+        return np.ones(members.shape, dtype=np.float64)
+    return rankdata(np.asarray(accuracy)[members], method="average", axis=1)
+
+
+def focal_raw(
+    metric: str, fstats: FocalStats, members: np.ndarray, focal: int
+) -> np.ndarray:
+    """Raw metric of teams (all containing ``focal``) on the focal model's negatives."""
+    draws = fstats.draws[focal]
+    total = np.zeros(members.shape[0])
+    for st in draws:
+        total += team_raw(metric, st, members, fstats.num_models)
+    return total / len(draws)
+
+
+def focal_diversity(
+    metric: str,
+    fstats: FocalStats,
+    members: np.ndarray,
+    accuracy: np.ndarray,
+    weighting: str = "rank",
+) -> np.ndarray:
+    """Focal diversity of teams of one size ([T, S] members), normalised over exactly these teams.
+
+    ``accuracy`` is every model's selection accuracy (for the rank weights). Values are in [0, 1],
+    higher = more diverse, rounded to DECIMALS places. When all teams containing F share one value,
+    their normalised value for F is 0.5.
+    """
+    metric = check_metric(metric)
+    members = np.asarray(members, dtype=np.int64)
+    t = members.shape[0]
+    if t == 0:
+        return np.zeros(0)
+    weights = member_weights(members, accuracy, weighting)
+    total = np.zeros(t)
+    wsum = np.zeros(t)
+    for f in range(fstats.num_models):
+        rows, pos = np.nonzero(members == f)
+        if rows.size == 0:
+            continue
+        score = np.round(to_score(metric, focal_raw(metric, fstats, members[rows], f)), DECIMALS)
+        lo, hi = score.min(), score.max()
+        norm = (score - lo) / (hi - lo) if hi > lo else np.full(rows.size, 0.5)
+        w = weights[rows, pos]
+        total[rows] += w * norm
+        wsum[rows] += w
+    return np.round(total / wsum, DECIMALS)
+
+
+def plain_diversity(metric: str, stats: SampleStats, members: np.ndarray, num_models: int) -> np.ndarray:
+    """Diversity score (higher = more diverse) of teams on all selection samples, not normalised."""
+    metric = check_metric(metric)
+    return np.round(to_score(metric, team_raw(metric, stats, members, num_models)), DECIMALS)

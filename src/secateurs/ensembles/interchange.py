@@ -1,0 +1,140 @@
+"""The prediction interchange format: a folder of plain ``.npy`` files any framework can write.
+
+    DIR/labels.npy          N integers (selection split)
+    DIR/<model-name>.npy    N x C probabilities (or logits, with --logits), one file per model
+    DIR/costs.json          optional: {"<model-name>": {"params": 123, "macs": 456}, ...}
+    DIR/test/labels.npy     optional test split, same model file names
+    DIR/test/<model-name>.npy
+
+Files are read with ``allow_pickle=False``; hidden files (leading dot) are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from ..io import atomic_path, write_json
+from .pool import PredictionPool, check_model_name
+
+LABELS = "labels.npy"
+COSTS = "costs.json"
+TEST_DIR = "test"
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:  # object arrays need pickle: refused
+        raise DataError(f"{path}: not a plain numeric .npy array ({e})") from e
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read as .npy ({e})") from e
+
+
+def _model_files(folder: Path) -> dict[str, Path]:
+    return {
+        p.name[: -len(".npy")]: p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name.endswith(".npy") and p.name != LABELS and not p.name.startswith(".")
+    }
+
+
+def _read_split(folder: Path, where: str) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    labels_path = folder / LABELS
+    if not labels_path.is_file():
+        raise DataError(f"{where}: {labels_path} is missing (N integer labels)")
+    files = _model_files(folder)
+    names = sorted(files)
+    return names, [_load_npy(files[n]) for n in names], _load_npy(labels_path)
+
+
+def load_predictions(path: str | os.PathLike, logits: bool = False) -> PredictionPool:
+    """Read and validate a predictions folder; models are ordered by name."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DataError(f"predictions folder {folder} does not exist or is not a folder")
+    names, probs, labels = _read_split(folder, f"predictions folder {folder}")
+    if len(names) < 2:
+        raise DataError(
+            f"predictions folder {folder} holds {len(names)} model file(s) {names}; "
+            "need at least 2 <model-name>.npy files beside labels.npy"
+        )
+    test_probs = test_labels = None
+    test_folder = folder / TEST_DIR
+    if test_folder.is_dir():
+        t_names, test_probs, test_labels = _read_split(test_folder, f"test split {test_folder}")
+        if t_names != names:
+            raise DataError(
+                f"test split {test_folder} has models {t_names} but the selection split has "
+                f"{names}: the test folder must hold the same <model-name>.npy files"
+            )
+    costs = None
+    costs_path = folder / COSTS
+    if costs_path.is_file():
+        try:
+            costs = json.loads(costs_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"{costs_path} is not valid JSON: {e}") from e
+    return PredictionPool.from_arrays(
+        names, probs, labels, test_probs, test_labels, costs=costs, logits=logits
+    )
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def _refuse_stale(folder: Path, names: Sequence[str], extra: Sequence[str]) -> None:
+    """Refuse to leave model files that are not part of this pool (they would be read back)."""
+    if not folder.is_dir():
+        return
+    stale = sorted(set(_model_files(folder)) - set(names))
+    stale_extra = [e for e in extra if (folder / e).exists()]
+    if stale or stale_extra:
+        raise DataError(
+            f"{folder} already holds files of another pool ({stale + stale_extra}); "
+            "write to an empty folder or remove them"
+        )
+
+
+def save_predictions(
+    path: str | os.PathLike,
+    names: Sequence[str],
+    probs: Any,
+    labels: Any,
+    test_probs: Any = None,
+    test_labels: Any = None,
+    costs: Mapping[str, Mapping[str, float]] | None = None,
+) -> Path:
+    """Validate, then write a pool in the interchange format (each file written atomically).
+
+    ``probs`` is [M, N, C] probabilities (or a list of M arrays N x C). Re-writing the same pool
+    over itself is allowed; a folder holding other models' files is refused.
+    """
+    pool = PredictionPool.from_arrays(names, probs, labels, test_probs, test_labels, costs=costs)
+    folder = Path(path)
+    for n in pool.names:
+        check_model_name(n)
+    _refuse_stale(folder, pool.names, [] if costs is not None else [COSTS])
+    if pool.test is None:
+        _refuse_stale(folder / TEST_DIR, [], [LABELS])
+    else:
+        _refuse_stale(folder / TEST_DIR, pool.names, [])
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, n in enumerate(pool.names):
+        _save_npy(folder / f"{n}.npy", pool.selection.probs[i])
+    _save_npy(folder / LABELS, pool.selection.labels)
+    if pool.test is not None:
+        for i, n in enumerate(pool.names):
+            _save_npy(folder / TEST_DIR / f"{n}.npy", pool.test.probs[i])
+        _save_npy(folder / TEST_DIR / LABELS, pool.test.labels)
+    if costs is not None:
+        write_json(folder / COSTS, pool.costs_by_model())
+    return folder

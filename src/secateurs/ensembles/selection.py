@@ -1,0 +1,417 @@
+"""Choose a team from a pool: HQ (hierarchical pruning), exhaustive search, and the EnsembleBench
+mean-threshold and k-means selections, each ending in one recommended team.
+
+Everything that decides the team reads the selection split only (``pool.selection``); the test
+split is read afterwards, to report the accuracy of the recommended team, the whole pool and the
+best single model.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import overload
+
+import numpy as np
+
+from ..errors import ConfigError
+from .focal import WEIGHTINGS, focal_diversity, focal_stats, plain_diversity
+from .metrics import check_metric, sample_stats
+from .pool import PredictionPool
+from .results import Level, SelectionResult, TeamReport, TeamStats
+from .teams import (
+    DEFAULT_MAX_TEAMS,
+    count_all_teams,
+    lexicographic_order,
+    masks_to_members,
+    members_to_masks,
+    next_level_candidates,
+)
+from .voting import TeamAccuracy, check_vote, check_weights
+
+METHODS = ("hq", "exhaustive", "mean-threshold", "kmeans")
+_WHAT = {
+    "hq": "teams HQ kept",
+    "exhaustive": "teams of every size from 2 to the maximum size",
+    "mean-threshold": "teams whose diversity is above the mean over all teams",
+    "kmeans": "teams whose diversity is above the k-means threshold",
+}
+
+
+def recommendation_rule(method: str) -> str:
+    """The rule that picks the recommended team, in words (printed with every result)."""
+    return (
+        f"Among the {_WHAT[method]}: the smallest team whose selection accuracy is at least the "
+        "whole pool's; among teams of that size, the highest selection accuracy, then the lowest "
+        "cost (MACs, else parameters), then the first in team index order. If no team reaches "
+        "the whole pool: the highest selection accuracy, then the fewest members, the lowest "
+        "cost, team index order. Chosen on the selection split only; test accuracy is reported, "
+        "never used."
+    )
+
+
+def _prune_count(beta: float, n: int) -> int:
+    """floor(beta * n), exact for the decimal beta the user typed (0.29 * 100 is 29, not 28)."""
+    return int(Fraction(repr(float(beta))) * n)
+
+
+class _Evaluator:
+    """Accuracy and diversity of teams on the selection split. It never sees the test split."""
+
+    def __init__(self, pool: PredictionPool, metric: str | None, vote: str, weights, focal: bool,
+                 weighting: str, resample: bool, seed: int) -> None:
+        sel = pool.selection
+        self.num_models = pool.num_models
+        self.model_accuracy = sel.accuracy
+        self.team_accuracy = TeamAccuracy(sel, vote, weights)
+        self.pool_accuracy = float(self.team_accuracy.accuracy(np.arange(self.num_models)[None])[0])
+        self.metric = metric
+        self.focal = focal
+        self.weighting = weighting
+        self._fstats = self._stats = None
+        if metric is not None and focal:
+            self._fstats = focal_stats(
+                sel.correct, sel.preds, sel.num_classes, [metric], resample=resample, seed=seed
+            )
+        elif metric is not None:
+            self._stats = sample_stats(
+                sel.correct, sel.preds, sel.num_classes,
+                labels=metric in ("ck", "fk"), patterns=metric == "en",
+            )
+
+    def accuracy(self, members: np.ndarray) -> np.ndarray:
+        return self.team_accuracy.accuracy(members)
+
+    def diversity(self, members: np.ndarray) -> np.ndarray:
+        """Focal diversity normalised over exactly these teams (one size), or plain diversity."""
+        assert self.metric is not None
+        if self._fstats is not None:
+            return focal_diversity(
+                self.metric, self._fstats, members, self.model_accuracy, self.weighting
+            )
+        return plain_diversity(self.metric, self._stats, members, self.num_models)
+
+    def stats(self, members: np.ndarray, accuracy: np.ndarray) -> TeamStats:
+        return TeamStats.of(members, accuracy, self.model_accuracy, self.pool_accuracy)
+
+
+def _hq_levels(ev: _Evaluator, beta: float, max_size: int, max_teams: int,
+               notes: list[str]) -> list[Level]:
+    m = ev.num_models
+    kept = np.left_shift(np.int64(1), np.arange(m, dtype=np.int64))  # kept_1: every single model
+    levels = []
+    for size in range(2, max_size + 1):
+        cand = next_level_candidates(kept, m, size, max_teams)
+        if cand.size == 0:
+            notes.append(f"HQ stopped at size {size}: every team of that size contains a pruned team")
+            break
+        members = masks_to_members(cand, m, size)
+        members = members[lexicographic_order(members)]
+        div = ev.diversity(members)
+        acc = ev.accuracy(members)
+        # least diverse first; ties: lower selection accuracy first, then team index order
+        order = np.lexsort((np.arange(len(members)), acc, div))
+        n_prune = _prune_count(beta, len(members))
+        pruned = np.sort(order[:n_prune])
+        keep = np.sort(order[n_prune:])
+        levels.append(Level(
+            size, len(members), n_prune, members[keep], acc[keep], div[keep],
+            ev.stats(members[keep], acc[keep]), ev.stats(members[pruned], acc[pruned]),
+        ))
+        kept = np.sort(members_to_masks(members[keep])) if keep.size else np.zeros(0, np.int64)
+    return levels
+
+
+def _all_levels(ev: _Evaluator, max_size: int, max_teams: int,
+                with_diversity: bool) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    m = ev.num_models
+    total = count_all_teams(m, max_size)
+    if total > max_teams:
+        feasible = max(
+            (s for s in range(2, max_size + 1) if count_all_teams(m, s) <= max_teams), default=None
+        )
+        hint = f"--max-size {feasible}" if feasible else "a smaller pool"
+        raise ConfigError(
+            f"searching every team of size 2..{max_size} of {m} models means {total:,} teams, more "
+            f"than the limit of {max_teams:,}; use {hint} (max_size=...), or method 'hq'"
+        )
+    out = []
+    masks = np.left_shift(np.int64(1), np.arange(m, dtype=np.int64))
+    for size in range(2, max_size + 1):
+        masks = next_level_candidates(masks, m, size)
+        members = masks_to_members(masks, m, size)
+        members = members[lexicographic_order(members)]
+        div = ev.diversity(members) if with_diversity else None
+        out.append((members, ev.accuracy(members), div))
+    return out
+
+
+def _exhaustive_levels(ev: _Evaluator, max_size: int, max_teams: int) -> list[Level]:
+    levels = []
+    for members, acc, div in _all_levels(ev, max_size, max_teams, ev.metric is not None):
+        levels.append(Level(members.shape[1], len(members), 0, members, acc, div,
+                            ev.stats(members, acc), None))
+    return levels
+
+
+def _kmeans_threshold(acc: np.ndarray, div: np.ndarray, seed: int, notes: list[str]) -> float:
+    """EnsembleBench's k-means threshold, in the higher-is-more-diverse convention.
+
+    2-means on standardised (accuracy, diversity), started from (best accuracy, most diverse) and
+    (worst accuracy, least diverse); the threshold is the larger of the mean diversity and the
+    highest diversity inside the cluster of lower mean accuracy.
+    """
+    from sklearn.cluster import KMeans
+
+    mean = float(div.mean())
+    x = np.column_stack([acc, div]).astype(np.float64)
+    sd = x.std(axis=0)
+    sd[sd == 0] = 1.0
+    z = (x - x.mean(axis=0)) / sd
+    if len(np.unique(z, axis=0)) < 2:
+        notes.append("k-means: all teams have the same accuracy and diversity; using the mean")
+        return mean
+    init = np.array([[z[:, 0].max(), z[:, 1].max()], [z[:, 0].min(), z[:, 1].min()]])
+    km = KMeans(n_clusters=2, init=init, n_init=1, random_state=seed).fit(z)
+    centre_acc = [z[km.labels_ == k, 0].mean() if np.any(km.labels_ == k) else np.inf for k in (0, 1)]
+    low = int(np.argmin(centre_acc))
+    thr = max(mean, float(div[km.labels_ == low].max()))
+    if not np.any(div > thr):
+        notes.append(
+            "k-means: no team is more diverse than every team of the lower-accuracy cluster; "
+            "fell back to the mean threshold"
+        )
+        return mean
+    return thr
+
+
+def _threshold_levels(ev: _Evaluator, method: str, max_size: int, max_teams: int, seed: int,
+                      notes: list[str]) -> list[Level]:
+    found = _all_levels(ev, max_size, max_teams, True)
+    acc_all = np.concatenate([a for _, a, _ in found])
+    div_all = np.concatenate([d for _, _, d in found])
+    if method == "mean-threshold":
+        thr = float(div_all.mean())
+    else:
+        thr = _kmeans_threshold(acc_all, div_all, seed, notes)
+    notes.append(f"diversity threshold {thr:.6g}: teams strictly above it are selected")
+    levels = []
+    for members, acc, div in found:
+        sel = div > thr
+        levels.append(Level(
+            members.shape[1], len(members), int((~sel).sum()), members[sel], acc[sel], div[sel],
+            ev.stats(members[sel], acc[sel]), ev.stats(members[~sel], acc[~sel]),
+        ))
+    return levels
+
+
+def _team_cost(pool: PredictionPool, members: np.ndarray) -> np.ndarray:
+    """Cost used to break ties: MACs if known, else parameters, else 0."""
+    for kind in ("macs", "params"):
+        if kind in pool.costs:
+            return pool.costs[kind][members].sum(axis=1)
+    return np.zeros(len(members))
+
+
+def _recommend(pool: PredictionPool, levels: list[Level], pool_accuracy: float
+               ) -> tuple[Level, int] | None:
+    for lv in levels:  # ascending size
+        ok = np.flatnonzero(lv.accuracy >= pool_accuracy)
+        if ok.size:
+            cost = _team_cost(pool, lv.teams[ok])
+            i = np.lexsort((ok, cost, -lv.accuracy[ok]))[0]
+            return lv, int(ok[i])
+    best = None
+    for lv in levels:
+        if lv.kept == 0:
+            continue
+        cost = _team_cost(pool, lv.teams)
+        i = int(np.lexsort((np.arange(lv.kept), cost, -lv.accuracy))[0])
+        key = (-lv.accuracy[i], lv.size, cost[i])
+        if best is None or key < best[0]:
+            best = (key, lv, i)
+    return None if best is None else (best[1], best[2])
+
+
+def _report(pool: PredictionPool, team: Sequence[int], sel_acc: float, test_eval: TeamAccuracy | None,
+            diversity: float | None = None) -> TeamReport:
+    idx = tuple(int(i) for i in team)
+    members = np.asarray(idx)[None]
+    m = pool.num_models
+    cost: dict[str, float] = {"size_fraction": len(idx) / m}
+    for kind, values in pool.costs.items():
+        cost[kind] = float(values[list(idx)].sum())
+        cost[f"{kind}_fraction"] = float(values[list(idx)].sum() / values.sum())
+    test_acc = None if test_eval is None else float(test_eval.accuracy(members)[0])
+    return TeamReport(idx, tuple(pool.names[i] for i in idx), float(sel_acc), test_acc, cost,
+                      None if diversity is None else float(diversity))
+
+
+def _check_common(pool: PredictionPool, method: str, beta: float, max_size: int | None,
+                  weighting: str) -> tuple[str, int]:
+    if not isinstance(pool, PredictionPool):
+        raise ConfigError(f"expected a PredictionPool, got {type(pool).__name__}")
+    method = str(method).lower()
+    if method not in METHODS:
+        raise ConfigError(f"unknown selection method {method!r}; choose from {list(METHODS)}")
+    if isinstance(beta, bool) or not (isinstance(beta, numbers.Real) and 0 <= beta < 1):
+        raise ConfigError(f"beta must be in [0, 1), got {beta!r}")
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"unknown focal weighting {weighting!r}; choose from {list(WEIGHTINGS)}")
+    m = pool.num_models
+    size = m - 1 if max_size is None else max_size
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 2 <= size <= m:
+        raise ConfigError(f"max size must be an integer from 2 to {m} (the pool size), got {max_size!r}")
+    return method, int(size)
+
+
+def _select_one(pool: PredictionPool, method: str, metric: str, beta: float, max_size: int,
+                vote: str, focal: bool, seed: int, weighting: str, resample: bool, weights,
+                max_teams: int) -> SelectionResult:
+    start = time.perf_counter()
+    notes: list[str] = []
+    ev = _Evaluator(pool, metric, vote, weights, focal, weighting, resample, seed)
+    if method == "hq":
+        levels = _hq_levels(ev, beta, max_size, max_teams, notes)
+    elif method == "exhaustive":
+        levels = _exhaustive_levels(ev, max_size, max_teams)
+    else:
+        levels = _threshold_levels(ev, method, max_size, max_teams, seed, notes)
+    chosen = _recommend(pool, levels, ev.pool_accuracy)
+    # --- the team is chosen; from here on the test split may be read, for reporting only ---
+    test_eval = None if pool.test is None else TeamAccuracy(pool.test, vote, weights)
+    recommended = None
+    if chosen is None:
+        notes.append("no team was kept or selected, so there is no recommendation")
+    else:
+        lv, i = chosen
+        recommended = _report(pool, lv.teams[i], lv.accuracy[i], test_eval,
+                              None if lv.diversity is None else lv.diversity[i])
+    best = int(np.argmax(ev.model_accuracy))
+    return SelectionResult(
+        method=method,
+        metric=metric,
+        focal=focal,
+        weighting=weighting,
+        resample=resample,
+        beta=float(beta) if method == "hq" else None,
+        max_size=max_size,
+        vote=vote,
+        seed=seed,
+        names=pool.names,
+        rule=recommendation_rule(method),
+        recommended=recommended,
+        pool=_report(pool, range(pool.num_models), ev.pool_accuracy, test_eval),
+        best_single=_report(pool, [best], ev.model_accuracy[best], test_eval),
+        levels=levels,
+        notes=notes,
+        seconds=time.perf_counter() - start,
+    )
+
+
+@overload
+def select_team(pool: PredictionPool, method: str = ..., metric: str = ..., **kw) -> SelectionResult:
+    ...
+
+
+@overload
+def select_team(pool: PredictionPool, method: str = ..., metric: Sequence[str] = ...,
+                **kw) -> dict[str, SelectionResult]:
+    ...
+
+
+def select_team(
+    pool: PredictionPool,
+    method: str = "hq",
+    metric: str | Sequence[str] = "gd",
+    beta: float = 0.1,
+    max_size: int | None = None,
+    vote: str = "soft",
+    focal: bool = True,
+    seed: int = 0,
+    weighting: str = "rank",
+    resample: bool = False,
+    weights: Sequence[float] | None = None,
+    max_teams: int = DEFAULT_MAX_TEAMS,
+) -> SelectionResult | dict[str, SelectionResult]:
+    """Choose a team on the selection split and report it (test accuracy only reported).
+
+    ``method``: "hq" (hierarchical pruning with ``beta``), "exhaustive" (every team of size
+    2..max_size), "mean-threshold" or "kmeans" (EnsembleBench selections by diversity).
+    ``metric``: one of qs, cc, bd, ck, fk, kw, gd, en (a list gives one result per metric, as a
+    dict keyed by metric). ``focal``: focal diversity (default) or plain diversity on all
+    samples. ``weighting``: "rank" (members weighted by accuracy rank in the team) or "mean".
+    ``resample``: the reference's 3 draws of 100 negatives per focal model (seeded by ``seed``).
+    ``vote``: soft, plurality, majority, weighted (``weights`` per model; default each model's
+    selection accuracy). ``max_size`` defaults to M - 1. ``max_teams`` bounds the teams held at
+    once (per level for HQ, in total for the other methods); beyond it a ConfigError says what to
+    change.
+    """
+    method, size = _check_common(pool, method, beta, max_size, weighting)
+    vote = check_vote(vote)
+    if vote == "weighted":
+        weights = check_weights(
+            np.maximum(pool.selection.accuracy, 1e-6) if weights is None else weights,
+            pool.num_models,
+        )
+    elif weights is not None:
+        raise ConfigError("voting weights are only used with vote='weighted'")
+    single = isinstance(metric, str)
+    metrics = [metric] if single else list(metric)
+    if not metrics:
+        raise ConfigError("give at least one diversity metric")
+    metrics = [check_metric(m) for m in metrics]
+    if len(set(metrics)) != len(metrics):
+        raise ConfigError(f"metric listed twice: {metrics}")
+    results = {
+        m: _select_one(pool, method, m, beta, size, vote, bool(focal), int(seed), weighting,
+                       bool(resample), weights, int(max_teams))
+        for m in metrics
+    }
+    return results[metrics[0]] if single else results
+
+
+def diversity_of_teams(
+    pool: PredictionPool,
+    teams: Sequence[Sequence[str | int]],
+    metric: str = "gd",
+    focal: bool = True,
+    weighting: str = "rank",
+    resample: bool = False,
+    seed: int = 0,
+) -> np.ndarray:
+    """Diversity score of each given team (selection split), higher = more diverse.
+
+    With ``focal`` the min-max normalisation for each (focal model, size) runs over the given
+    teams of that size, so pass the whole set of teams you want to compare.
+    """
+    metric = check_metric(metric)
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"unknown focal weighting {weighting!r}; choose from {list(WEIGHTINGS)}")
+    idx = [pool.index_of(t) for t in teams]
+    if any(len(t) < 2 for t in idx):
+        raise ConfigError("every team needs at least 2 models")
+    ev = _Evaluator(pool, metric, "soft", None, focal, weighting, resample, seed)
+    out = np.empty(len(idx))
+    for size in sorted({len(t) for t in idx}):
+        rows = [i for i, t in enumerate(idx) if len(t) == size]
+        out[rows] = ev.diversity(np.asarray([idx[i] for i in rows], dtype=np.int64))
+    return out
+
+
+def team_accuracy(pool: PredictionPool, team: Sequence[str | int], vote: str = "soft",
+                  split: str = "selection", weights: Sequence[float] | None = None) -> float:
+    """Ensemble accuracy of one team on the selection or test split."""
+    vote = check_vote(vote)
+    data = {"selection": pool.selection, "test": pool.test}.get(split, "bad")
+    if data == "bad":
+        raise ConfigError(f"split must be 'selection' or 'test', got {split!r}")
+    if data is None:
+        raise ConfigError("this pool has no test split")
+    if vote == "weighted":
+        weights = np.maximum(pool.selection.accuracy, 1e-6) if weights is None else weights
+    members = np.asarray(pool.index_of(team))[None]
+    return float(TeamAccuracy(data, vote, weights).accuracy(members)[0])
+

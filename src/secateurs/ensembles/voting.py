@@ -1,0 +1,141 @@
+"""Ensemble predictions and the accuracy of many teams at once.
+
+Rules: ``soft`` averages the members' probability vectors and takes the argmax (ties to the lowest
+class); ``weighted`` does the same with per-model weights (default: selection accuracy);
+``plurality`` takes the class with most member votes (ties to the lowest class); ``majority``
+needs more than half of the votes, otherwise the sample counts as wrong.
+
+Samples every pool member gets right are right for every team under every rule (each member's
+argmax is the label, so every sum and count favours it), so team accuracies are computed on the
+remaining samples only and the others added as a constant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from .pool import Split
+from .teams import chunks, members_to_matrix
+
+VOTES = ("soft", "plurality", "majority", "weighted")
+_CHUNK_ELEMENTS = 1 << 23
+
+
+def check_vote(vote: str) -> str:
+    v = str(vote).lower()
+    if v not in VOTES:
+        raise ConfigError(f"unknown voting rule {vote!r}; choose from {list(VOTES)}")
+    return v
+
+
+def check_weights(weights: Sequence[float] | np.ndarray, num_models: int) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (num_models,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ConfigError(f"voting weights must be {num_models} finite numbers > 0, got {weights!r}")
+    return w
+
+
+def predict(split: Split, team: Sequence[int], vote: str = "soft", weights=None) -> np.ndarray:
+    """[N] ensemble prediction of one team (-1 where majority voting finds no majority)."""
+    vote = check_vote(vote)
+    idx = np.asarray(sorted(team))
+    c = split.num_classes
+    if vote in ("soft", "weighted"):
+        w = np.ones(len(idx)) if vote == "soft" else check_weights(weights, len(split.probs))[idx]
+        return np.tensordot(w, split.probs[idx].astype(np.float64), axes=1).argmax(axis=1)
+    counts = np.zeros((split.num_samples, c), dtype=np.int64)
+    for i in idx:
+        counts[np.arange(split.num_samples), split.preds[i]] += 1
+    if vote == "plurality":
+        return counts.argmax(axis=1)
+    top = counts.argmax(axis=1)
+    return np.where(2 * counts.max(axis=1) > len(idx), top, -1)
+
+
+class TeamAccuracy:
+    """Accuracy of many teams on one split under one voting rule, by chunked matrix products.
+
+    A team is right on a sample when the label's total (probability, weighted probability or
+    votes) beats every other class's, ties going to the lower class. Only classes that can ever
+    compete matter: for soft voting a class some member scores at least as high as the label,
+    for plurality a class some member votes for. Each (sample, competing class) pair becomes one
+    column of margins ``label - class`` per model, so a team's margins are one matrix product
+    and the work scales with the number of competing pairs rather than samples x classes.
+    """
+
+    def __init__(self, split: Split, vote: str = "soft", weights=None) -> None:
+        self.vote = check_vote(vote)
+        self.num_models = split.probs.shape[0]
+        self.n = split.num_samples
+        hard = np.flatnonzero(~split.correct.all(axis=0))
+        self.n_easy = int(self.n - hard.size)
+        if self.vote == "majority":
+            self.table = split.correct[:, hard].astype(np.float32)
+            return
+        w = None
+        if self.vote == "weighted":
+            w = check_weights(weights, self.num_models)
+        tables = [np.zeros((self.num_models, 0), dtype=split.probs.dtype)]
+        stricts, owners = [np.zeros(0, dtype=bool)], [np.zeros(0, dtype=np.int64)]
+        step = max(1, _CHUNK_ELEMENTS // max(self.num_models * split.num_classes, 1))
+        for sl in chunks(hard.size, step):
+            t, strict, owner = _margins(split, hard[sl], self.vote, w)
+            tables.append(t)
+            stricts.append(strict)
+            owners.append(owner + sl.start)
+        self.table = np.concatenate(tables, axis=1)
+        strict = np.concatenate(stricts)
+        # "margin <= 0" is "margin < smallest positive float": one comparison per column
+        tiny = np.nextafter(np.zeros(1, self.table.dtype), np.ones(1, self.table.dtype))[0]
+        self.threshold = np.where(strict, tiny, 0).astype(self.table.dtype)
+        owner = np.concatenate(owners)
+        # columns are grouped by sample: where each sample's group starts
+        self.starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if owner.size else owner
+        # hard samples with no competing class are right for every team
+        self.n_easy += int(hard.size - self.starts.size)
+
+    def correct_counts(self, members: np.ndarray) -> np.ndarray:
+        """[T] number of samples each team gets right."""
+        members = np.asarray(members, dtype=np.int64)
+        t = members.shape[0]
+        out = np.full(t, self.n_easy, dtype=np.int64)
+        if self.table.shape[1] == 0 or t == 0:
+            return out
+        step = max(1, _CHUNK_ELEMENTS // self.table.shape[1])
+        for sl in chunks(t, step):
+            b = members_to_matrix(members[sl], self.num_models, dtype=self.table.dtype)
+            margin = b @ self.table
+            if self.vote == "majority":
+                out[sl] += (2 * margin > members.shape[1]).sum(axis=1)
+                continue
+            fail = margin < self.threshold  # margin < 0, or <= 0 where ties go to the class
+            wrong = np.logical_or.reduceat(fail, self.starts, axis=1).sum(axis=1)
+            out[sl] += self.starts.size - wrong
+        return out
+
+    def accuracy(self, members: np.ndarray) -> np.ndarray:
+        return self.correct_counts(members) / self.n
+
+
+def _margins(split: Split, samples: np.ndarray, vote: str, w: np.ndarray | None):
+    """Margin columns for some samples: [M, J] label-minus-class, strict flags, owning sample."""
+    m = split.probs.shape[0]
+    k = samples.size
+    y = split.labels[samples]
+    rows = np.arange(k)
+    if vote == "plurality":
+        score = np.zeros((m, k, split.num_classes), dtype=np.float32)
+        score[np.arange(m)[:, None], rows[None, :], split.preds[:, samples]] = 1.0
+        compete = score.any(axis=0)
+    else:
+        score = split.probs[:, samples, :]
+        if w is not None:
+            score = score * w.astype(score.dtype)[:, None, None]
+        compete = (score >= score[:, rows, y][:, :, None]).any(axis=0)
+    compete[rows, y] = False
+    owner, cls = np.nonzero(compete)
+    table = score[:, owner, y[owner]] - score[:, owner, cls]
+    return table, cls < y[owner], owner
