@@ -49,6 +49,12 @@ def prune(
     one_per_round: bool = typer.Option(
         False, "--one-per-round", help="Drop exactly one unit per round."
     ),
+    coupled: str = typer.Option(
+        "separate",
+        "--coupled",
+        help="Residual-coupled channels: 'separate' (each conv on its own, as the paper) or "
+        "'group' (scored and dropped together, so export removes them all).",
+    ),
     score_samples: int = typer.Option(
         None, "--score-samples", help="Score on the first N training samples."
     ),
@@ -62,6 +68,11 @@ def prune(
     momentum: float = typer.Option(0.0, help="SGD momentum."),
     weight_decay: float = typer.Option(0.0, help="Weight decay."),
     restore_best: bool = typer.Option(False, help="Keep each round's best epoch, not the last."),
+    lockstep: bool = typer.Option(
+        True,
+        "--lockstep/--no-lockstep",
+        help="Train the runs together as one batched model (same results up to float rounding).",
+    ),
     device: str = Device,
     json_out: bool = JsonOut,
 ) -> None:
@@ -78,6 +89,7 @@ def prune(
         reset=reset,
         one_per_round=one_per_round,
         score_samples=score_samples,
+        coupled=coupled,
         train=train_config(
             lr,
             epochs,
@@ -102,6 +114,7 @@ def prune(
         out=out_dir(out),
         dataset_spec=dataset,
         progress=not json_out,
+        lockstep=lockstep,
     )
     if json_out:
         print_json({"out": str(out), "summary": study.summary()})

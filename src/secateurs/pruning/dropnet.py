@@ -7,6 +7,7 @@ selection and reset logic; ``DropNet.run`` is the plain sequential driver.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from .schedule import StopRule
 from .selection import select_units
 
 RESETS = ("initial", "random", "continue")
+COUPLINGS = ("separate", "group")
 
 
 @dataclass
@@ -41,6 +43,7 @@ class DropNetConfig:
     one_per_round: bool = False
     score_samples: int | None = None
     keep_weights: bool = True
+    coupled: str = "separate"
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -49,6 +52,8 @@ class DropNetConfig:
             raise ConfigError(f"--fraction must be in (0, 1], got {self.fraction}")
         if self.reset not in RESETS:
             raise ConfigError(f"--reset must be one of {RESETS}, got {self.reset!r}")
+        if self.coupled not in COUPLINGS:
+            raise ConfigError(f"--coupled must be one of {COUPLINGS}, got {self.coupled!r}")
         if self.score_samples is not None and self.score_samples < 1:
             raise ConfigError(f"score_samples must be >= 1, got {self.score_samples}")
         self.stop_rule()  # validates until / kappa / max_rounds
@@ -68,6 +73,39 @@ class DropNetConfig:
 
 def _state_to_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+def group_coupled(
+    scores: dict[str, torch.Tensor], alive: dict[str, torch.Tensor], groups: list[tuple[str, ...]]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Merge each group of coupled layers (channels that meet in a residual addition) into one
+    virtual layer: a channel is alive while any producer keeps it and scores the mean of the
+    producers that keep it. Selection then drops a channel from every producer at once, so that
+    export can remove it (the cleaner option; the paper masks each conv on its own)."""
+    if not groups:
+        return scores, alive
+    grouped = {layer for g in groups for layer in g}
+    out_scores = {k: v for k, v in scores.items() if k not in grouped}
+    out_alive = {k: v for k, v in alive.items() if k not in grouped}
+    for g in groups:
+        on = torch.stack([alive[k] for k in g]).float()
+        values = torch.stack([scores[k].float() for k in g])
+        out_alive["+".join(g)] = on.sum(0) > 0
+        out_scores["+".join(g)] = (values * on).sum(0) / on.sum(0).clamp(min=1)
+    return out_scores, out_alive
+
+
+def ungroup_coupled(
+    drop: dict[str, list[int]], groups: list[tuple[str, ...]], alive: dict[str, torch.Tensor]
+) -> dict[str, list[int]]:
+    """Spread a virtual layer's dropped channels over its producers (where still alive)."""
+    if not groups:
+        return drop
+    out = {k: list(v) for k, v in drop.items() if "+" not in k or k in alive}
+    for g in groups:
+        for layer in g:
+            out[layer] = [u for u in drop.get("+".join(g), []) if bool(alive[layer][u])]
+    return out
 
 
 class DropNet:
@@ -155,13 +193,19 @@ class DropNet:
             samples=cfg.score_samples,
             batch_size=cfg.train.eval_batch_size,
         )
-        return select_units(
+        alive = {k: v.cpu() for k, v in self.masked.get_masks().items()}
+        groups = self.masked.coupled_groups if cfg.coupled == "group" else []
+        scores, alive = group_coupled(scores, alive, groups)
+        drop = select_units(
             scores,
-            {k: v.cpu() for k, v in self.masked.get_masks().items()},
+            alive,
             cfg.fraction,
             scope=self.metric.scope,
             one_per_round=cfg.one_per_round,
             generator=self.generator,
+        )
+        return ungroup_coupled(
+            drop, groups, {k: v.cpu() for k, v in self.masked.get_masks().items()}
         )
 
     def prune_step(self) -> int:
@@ -203,6 +247,18 @@ class DropNet:
             if self.stop_reason is not None or self.prune_step() == 0:
                 break
         return self.result()
+
+    def network_at(self, round_: int) -> MaskedNetwork:
+        """A copy of the masked network as trained in round ``round_`` (weights must be kept)."""
+        result = self.result()
+        masks = result.masks_at(round_)
+        if round_ not in self.weights:
+            raise ConfigError(f"round {round_} has no kept weights (keep_weights=False?)")
+        net = copy.deepcopy(self.masked)
+        device = next(net.parameters()).device
+        net.load_weight_state_dict({k: v.to(device) for k, v in self.weights[round_].items()})
+        net.set_masks(masks)
+        return net
 
     def result(self) -> DropNetResult:
         return DropNetResult(

@@ -108,6 +108,11 @@ def unit_scores(
     if criterion == "magnitude":
         return weight_magnitude(masked)
     stats = activation_stats(masked, x_train, samples=samples, batch_size=batch_size)
+    return scores_from_stats(criterion, stats)
+
+
+def scores_from_stats(criterion: str, stats: ActivationStats) -> dict[str, torch.Tensor]:
+    """Scores (lower goes first) of an activation-based ``criterion`` from its statistics."""
     if criterion == "activation":
         return stats.mean_abs
     if criterion == "negative_activation":

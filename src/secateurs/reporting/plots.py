@@ -41,24 +41,23 @@ def curves_by_round(rows: list[dict], y: str = "test_acc") -> dict[str, list[tup
     return out
 
 
+def _draw_curves(ax, rows: list[dict], y: str) -> None:
+    """One line per metric (mean over seeds) with its 95% band."""
+    for metric, points in curves_by_round(rows, y).items():
+        xs = [p[0] for p in points]
+        lo = [p[1] - p[2] for p in points]
+        hi = [p[1] + p[2] for p in points]
+        line = ax.plot(xs, [p[1] for p in points], marker="o", markersize=3, label=metric)[0]
+        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2)
+
+
 def plot_accuracy_vs_remaining(
     rows: list[dict], path: str | Path, *, title: str = "", y: str = "test_acc"
 ) -> Path:
     """The DropNet paper's figure: accuracy against fraction of units remaining, one line per
     metric, mean over seeds with a 95% band; the x axis runs from 1.0 down, as pruning proceeds."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for metric, points in curves_by_round(rows, y).items():
-        xs = [p[0] for p in points]
-        ms = [p[1] for p in points]
-        bands = [p[2] for p in points]
-        line = ax.plot(xs, ms, marker="o", markersize=3, label=metric)[0]
-        ax.fill_between(
-            xs,
-            [m - b for m, b in zip(ms, bands, strict=True)],
-            [m + b for m, b in zip(ms, bands, strict=True)],
-            color=line.get_color(),
-            alpha=0.2,
-        )
+    _draw_curves(ax, rows, y)
     ax.set_xscale("log")
     ax.invert_xaxis()
     ax.set_xlabel("fraction of units remaining (log scale)")
@@ -79,16 +78,7 @@ def plot_accuracy_panels(
     rows_ = math.ceil(n / cols)
     fig, axes = plt.subplots(rows_, cols, figsize=(4.2 * cols, 3.3 * rows_), squeeze=False)
     for ax, (title, rows) in zip(axes.flat, panels.items(), strict=False):
-        for metric, points in curves_by_round(rows, y).items():
-            xs, ms, bands = zip(*[(p[0], p[1], p[2]) for p in points], strict=True)
-            line = ax.plot(xs, ms, marker="o", markersize=3, label=metric)[0]
-            ax.fill_between(
-                xs,
-                [m - b for m, b in zip(ms, bands, strict=True)],
-                [m + b for m, b in zip(ms, bands, strict=True)],
-                color=line.get_color(),
-                alpha=0.2,
-            )
+        _draw_curves(ax, rows, y)
         ax.invert_xaxis()
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("fraction remaining", fontsize=8)

@@ -1,0 +1,226 @@
+"""The experiment config: one YAML file, validated completely before any work starts.
+
+Every error names the key path, the bad value and what is allowed. Defaults fill whatever a file
+leaves out, and the resolved config (with every default) is written into the run directory.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from ..io import write_text
+from ..models import list_models, parse_model_spec
+from ..pruning.metrics import METRICS
+from ..training import TrainConfig
+
+ENSEMBLE_METRICS = ("gd", "kw", "bd", "ck", "qs", "fk", "cc", "en")
+METHODS = ("hq", "exhaustive", "mean-threshold", "kmeans")
+VOTES = ("soft", "plurality", "majority", "weighted")
+EXECUTORS = ("local", "ray")
+
+DEFAULTS: dict[str, Any] = {
+    "name": "experiment",
+    "seed": 0,
+    "output": "runs/experiment",
+    "dataset": {"spec": "digits", "data_dir": None, "val_fraction": 0.1, "test_fraction": 0.2},
+    "pool": [],
+    "dropnet": {
+        "metrics": ["minimum"],
+        "fraction": 0.2,
+        "levels": [0.0, 0.2, 0.5],
+        "reset": "initial",
+        "score_samples": None,
+        "coupled": "separate",
+        "lockstep": True,
+    },
+    "training": TrainConfig().to_dict(),
+    "ensemble": {
+        "metrics": ["gd", "kw"],
+        "beta": 0.1,
+        "max_size": None,
+        "method": "hq",
+        "vote": "soft",
+        "focal": True,
+        "mixed_pool": True,
+        "mixed_max_size": 4,
+    },
+    "executor": {"kind": "local", "workers": 1, "ray_address": None},
+    "report": {"html": False},
+}
+
+
+def _fail(path: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"config key {path!r}: got {value!r}; expected {allowed}")
+
+
+def _merge(defaults: dict, given: dict, path: str) -> dict:
+    if not isinstance(given, dict):
+        raise _fail(path or "<top>", given, "a mapping")
+    out = copy.deepcopy(defaults)
+    for key, value in given.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in defaults:
+            raise ConfigError(
+                f"unknown config key {where!r}; allowed here: {', '.join(sorted(defaults))}"
+            )
+        if isinstance(defaults[key], dict) and key not in ("training",):
+            out[key] = _merge(defaults[key], value or {}, where)
+        elif key == "training":
+            if not isinstance(value, dict):
+                raise _fail(where, value, "a mapping of training settings")
+            unknown = set(value) - set(defaults["training"])
+            if unknown:
+                raise ConfigError(
+                    f"unknown config key {where}.{sorted(unknown)[0]!r}; allowed here: "
+                    f"{', '.join(sorted(defaults['training']))}"
+                )
+            out[key] = {**defaults["training"], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _number(
+    path: str, value: Any, lo: float, hi: float, *, lo_open=False, hi_open=False, integer=False
+) -> None:
+    kinds = (int,) if integer else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool)
+    if ok:
+        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        lb, rb = "(" if lo_open else "[", ")" if hi_open else "]"
+        raise _fail(path, value, f"{'an integer' if integer else 'a number'} in {lb}{lo}, {hi}{rb}")
+
+
+def _choices(path: str, values: Any, allowed: tuple | list, *, many: bool) -> None:
+    items = values if many else [values]
+    if many and (not isinstance(values, list) or not values):
+        raise _fail(path, values, f"a non-empty list of {', '.join(allowed)}")
+    for i, v in enumerate(items):
+        if v not in allowed:
+            raise _fail(f"{path}[{i}]" if many else path, v, f"one of {', '.join(allowed)}")
+    if many and len(set(items)) != len(items):
+        raise _fail(path, values, "no repeated entries")
+
+
+def validate(config: dict) -> dict:
+    """Fill defaults and check every value; returns the resolved config."""
+    cfg = _merge(DEFAULTS, config, "")
+    if not isinstance(cfg["name"], str) or not cfg["name"]:
+        raise _fail("name", cfg["name"], "a non-empty string")
+    _number("seed", cfg["seed"], 0, 2**31 - 1, integer=True)
+    if not isinstance(cfg["output"], str) or not cfg["output"]:
+        raise _fail("output", cfg["output"], "a folder path")
+    ds = cfg["dataset"]
+    if not isinstance(ds["spec"], str) or not ds["spec"]:
+        raise _fail("dataset.spec", ds["spec"], "a dataset spec such as digits or mnist")
+    if ds["data_dir"] is not None and not isinstance(ds["data_dir"], str):
+        raise _fail("dataset.data_dir", ds["data_dir"], "a folder path or null")
+    _number("dataset.val_fraction", ds["val_fraction"], 0, 1, lo_open=True, hi_open=True)
+    _number("dataset.test_fraction", ds["test_fraction"], 0, 1, lo_open=True, hi_open=True)
+
+    pool = cfg["pool"]
+    if not isinstance(pool, list) or len(pool) == 0:
+        raise _fail("pool", pool, "a non-empty list of {model: NAME, seeds: [..]} entries")
+    known = {m.name for m in list_models()}
+    members = []
+    for i, entry in enumerate(pool):
+        where = f"pool[{i}]"
+        if isinstance(entry, str):
+            entry = {"model": entry}
+        if not isinstance(entry, dict):
+            raise _fail(where, entry, "a mapping {model: NAME, seeds: [..]}")
+        extra = set(entry) - {"model", "seeds", "name"}
+        if extra:
+            raise ConfigError(
+                f"unknown config key '{where}.{sorted(extra)[0]}'; allowed here: model, name, seeds"
+            )
+        model = entry.get("model")
+        if not isinstance(model, str) or parse_model_spec(model)[0] not in known:
+            raise _fail(
+                f"{where}.model", model, f"one of {', '.join(sorted(known))} (with options)"
+            )
+        seeds = entry.get("seeds", [0])
+        if isinstance(seeds, int):
+            seeds = [seeds]
+        if not isinstance(seeds, list) or not seeds:
+            raise _fail(f"{where}.seeds", seeds, "a non-empty list of integers")
+        for j, s in enumerate(seeds):
+            _number(f"{where}.seeds[{j}]", s, 0, 2**31 - 1, integer=True)
+        name = entry.get("name") or parse_model_spec(model)[0]
+        members.append({"model": model, "seeds": list(seeds), "name": str(name)})
+    cfg["pool"] = members
+    if sum(len(m["seeds"]) for m in members) < 2:
+        raise _fail("pool", pool, "at least 2 models in all (members x seeds) to form a team")
+
+    dn = cfg["dropnet"]
+    _choices("dropnet.metrics", dn["metrics"], [m for m in METRICS if m != "oracle"], many=True)
+    _number("dropnet.fraction", dn["fraction"], 0, 1, lo_open=True)
+    levels = dn["levels"]
+    if not isinstance(levels, list) or not levels:
+        raise _fail("dropnet.levels", levels, "a non-empty list of pruned fractions in [0, 1)")
+    for j, lv in enumerate(levels):
+        _number(f"dropnet.levels[{j}]", lv, 0, 1, hi_open=True)
+    if len(set(levels)) != len(levels):
+        raise _fail("dropnet.levels", levels, "no repeated levels")
+    dn["levels"] = sorted(float(v) for v in levels)
+    _choices("dropnet.reset", dn["reset"], ("initial", "random", "continue"), many=False)
+    _choices("dropnet.coupled", dn["coupled"], ("separate", "group"), many=False)
+    if dn["score_samples"] is not None:
+        _number("dropnet.score_samples", dn["score_samples"], 1, 10**12, integer=True)
+    if not isinstance(dn["lockstep"], bool):
+        raise _fail("dropnet.lockstep", dn["lockstep"], "true or false")
+    try:
+        TrainConfig.from_dict(cfg["training"])
+    except ConfigError as e:
+        raise ConfigError(f"config key 'training': {e}") from None
+    if cfg["training"]["device"] not in ("cpu", "auto") and not str(
+        cfg["training"]["device"]
+    ).startswith("cuda"):
+        raise _fail("training.device", cfg["training"]["device"], "cpu, cuda, cuda:N or auto")
+
+    en = cfg["ensemble"]
+    _choices("ensemble.metrics", en["metrics"], ENSEMBLE_METRICS, many=True)
+    _number("ensemble.beta", en["beta"], 0, 1, hi_open=True)
+    if en["max_size"] is not None:
+        _number("ensemble.max_size", en["max_size"], 2, 62, integer=True)
+    _number("ensemble.mixed_max_size", en["mixed_max_size"], 2, 62, integer=True)
+    _choices("ensemble.method", en["method"], METHODS, many=False)
+    _choices("ensemble.vote", en["vote"], VOTES, many=False)
+    for key in ("focal", "mixed_pool"):
+        if not isinstance(en[key], bool):
+            raise _fail(f"ensemble.{key}", en[key], "true or false")
+
+    ex = cfg["executor"]
+    _choices("executor.kind", ex["kind"], EXECUTORS, many=False)
+    _number("executor.workers", ex["workers"], 1, 1024, integer=True)
+    if ex["ray_address"] is not None and not isinstance(ex["ray_address"], str):
+        raise _fail(
+            "executor.ray_address",
+            ex["ray_address"],
+            "an address such as ray://host:10001, or null",
+        )
+    if not isinstance(cfg["report"]["html"], bool):
+        raise _fail("report.html", cfg["report"]["html"], "true or false")
+    return cfg
+
+
+def load_config(path: str | Path) -> dict:
+    """Read and validate a YAML config (safe loader: plain data only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    return validate(data)
+
+
+def dump_config(config: dict, path: str | Path) -> Path:
+    return write_text(path, yaml.safe_dump(config, sort_keys=False))

@@ -1,0 +1,331 @@
+"""``secateurs run CONFIG``: pools of DropNet-pruned models, small teams picked by HQ, and accuracy
+against cost, from one config file.
+
+1. one task per (pool member, seed, metric): DropNet to the deepest level, snapshots at each level;
+2. snapshot predictions on validation and test, written as ensemble pools (interchange format);
+3. per metric and level, HQ on the validation split with each focal metric; test accuracy reported;
+4. the seed's tables (global and layer-wise metrics); 5. one mixed pool of every snapshot, HQ over
+it, and the cost-accuracy Pareto front; 6. results.json, CSV tables, report.md and figures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..ensembles import PredictionPool, select_team, team_accuracy
+from ..io import write_json
+from ..pruning.metrics import get_metric
+from ..reporting import write_csv
+from ..training.progress import progress_bar
+from .config import dump_config, validate
+from .executors import run_local, run_ray
+from .lock import run_lock
+from .tasks import is_done, read_task, task_specs, write_payload
+
+
+@dataclass
+class Snapshot:
+    """One model of a pool: a member's seed, pruned by one metric to one level."""
+
+    name: str
+    member: str
+    seed: int
+    metric: str
+    level: float
+    pruned: float
+    params: int
+    macs: int
+    val_probs: np.ndarray
+    test_probs: np.ndarray
+
+
+def member_names(config: dict) -> list[str]:
+    """``<member name>-s<seed>`` for every model of the pool, made unique."""
+    names, seen = [], {}
+    for member in config["pool"]:
+        for seed in member["seeds"]:
+            name = f"{member['name']}-s{seed}"
+            seen[name] = seen.get(name, 0) + 1
+            names.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return names
+
+
+def level_tag(level: float) -> str:
+    return f"p{round(level * 100):d}"
+
+
+def run_experiment(
+    config: dict,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Run (or resume) the experiment described by a validated ``config``; returns results."""
+    config = validate(config)
+    out = Path(config["output"])
+    log = log or (lambda _msg: None)
+    start = time.perf_counter()
+    with run_lock(out):
+        for stale in out.rglob(".*.tmp"):  # left by a run killed mid-write; never a result
+            stale.unlink()
+        dump_config(config, out / "config.yaml")
+        specs = task_specs(config)
+        groups = _groups(config, specs, out)
+        todo = sum(len(g) for g in groups)
+        log(f"{len(specs)} DropNet tasks, {len(specs) - todo} already done")
+        _execute(config, out, groups, todo, progress)
+        results = _assemble(config, out, specs)
+    results["seconds"] = round(time.perf_counter() - start, 1)
+    write_json(out / "results.json", results)
+    from ..reporting.report import write_report
+
+    write_report(config, results, out)
+    return results
+
+
+def _groups(config: dict, specs: list[dict], out: Path) -> list[list[dict]]:
+    """Tasks that run together: with lockstep, every run of one architecture (one group always
+    holds the same runs, so that a resumed run computes exactly what an uninterrupted one did);
+    otherwise one task each. Groups whose tasks are all finished are left out."""
+    by: dict[str, list[dict]] = {}
+    for spec in specs:
+        by.setdefault(spec["model"] if config["dropnet"]["lockstep"] else spec["key"], []).append(
+            spec
+        )
+    return [g for g in by.values() if not all(is_done(out, s["key"]) for s in g)]
+
+
+def _execute(config: dict, out: Path, groups: list[list[dict]], todo: int, progress: bool) -> None:
+    if not groups:
+        return
+    lockstep = config["dropnet"]["lockstep"]
+    ex = config["executor"]
+    with progress_bar(progress) as bar:
+        task = bar.add_task("DropNet tasks", total=todo, info="")
+
+        def done(group: list[dict], payloads: list[dict]) -> None:
+            for spec, payload in zip(group, payloads, strict=True):
+                if not is_done(out, spec["key"]):
+                    write_payload(out, spec, payload)
+            bar.update(task, advance=len(group), info=f"{group[-1]['model']}")
+
+        if ex["kind"] == "ray":
+            run_ray(
+                groups,
+                done,
+                address=ex["ray_address"],
+                workers=ex["workers"],
+                lockstep=lockstep,
+            )
+        else:
+            run_local(groups, done, workers=ex["workers"], lockstep=lockstep)
+
+
+def _snapshots(config: dict, out: Path, specs: list[dict]) -> list[Snapshot]:
+    names = member_names(config)
+    index_of = {}
+    i = 0
+    for m, member in enumerate(config["pool"]):
+        for seed in member["seeds"]:
+            index_of[(m, seed)] = i
+            i += 1
+    snaps = []
+    for spec in specs:
+        task = read_task(out, spec["key"])
+        name = names[index_of[(spec["member"], spec["seed"])]]
+        for j, snap in enumerate(task["snapshots"]):
+            snaps.append(
+                Snapshot(
+                    name=name,
+                    member=name,
+                    seed=spec["seed"],
+                    metric=spec["metric"],
+                    level=snap["level"],
+                    pruned=snap["pruned"],
+                    params=snap["params"],
+                    macs=snap["macs"],
+                    val_probs=task["val_probs"][j],
+                    test_probs=task["test_probs"][j],
+                )
+            )
+    return snaps
+
+
+def _pool(snaps: list[Snapshot], names: list[str], labels_val, labels_test) -> PredictionPool:
+    return PredictionPool.from_arrays(
+        names,
+        np.stack([s.val_probs for s in snaps]),
+        labels_val,
+        np.stack([s.test_probs for s in snaps]),
+        labels_test,
+        costs={n: {"params": s.params, "macs": s.macs} for n, s in zip(names, snaps, strict=True)},
+    )
+
+
+def _labels(config: dict, specs: list[dict]):
+    from .tasks import dataset_of
+
+    data = dataset_of(specs[0])
+    return data.y_val.numpy(), data.y_test.numpy()
+
+
+def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
+    en, dn = config["ensemble"], config["dropnet"]
+    snaps = _snapshots(config, out, specs)
+    y_val, y_test = _labels(config, specs)
+    unpruned = {s.member: s for s in snaps if s.level == min(dn["levels"])}
+    unpruned_macs = sum(s.macs for s in unpruned.values())
+    select_kw = dict(
+        method=en["method"],
+        metric=en["metrics"],
+        beta=en["beta"],
+        vote=en["vote"],
+        focal=en["focal"],
+        seed=config["seed"],
+    )
+    rows, selections = [], {}
+    for metric in dn["metrics"]:
+        for level in dn["levels"]:
+            group = [s for s in snaps if s.metric == metric and s.level == level]
+            names = [s.member for s in group]
+            pool = _pool(group, names, y_val, y_test)
+            folder = out / "pools" / metric / level_tag(level)
+            pool.save(folder)
+            results = select_team(pool, max_size=en["max_size"], **select_kw)
+            tag = f"{metric}/{level_tag(level)}"
+            selections[tag] = {k: v.to_dict(max_teams_per_level=50) for k, v in results.items()}
+            for focal_metric, res in results.items():
+                rows.append(
+                    _table_row(
+                        metric, level, group, pool, res, focal_metric, unpruned_macs, en["vote"]
+                    )
+                )
+    mixed = None
+    if en["mixed_pool"]:
+        mixed = _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw)
+    write_csv(out / "table_global.csv", [r for r in rows if r["scope"] == "global"])
+    write_csv(out / "table_layer.csv", [r for r in rows if r["scope"] == "layer"])
+    runs = []
+    for spec in specs:
+        task = read_task(out, spec["key"])
+        for rec in task["rounds"]:
+            runs.append(
+                {
+                    "member": spec["member"],
+                    "model": spec["model"],
+                    "seed": spec["seed"],
+                    "metric": spec["metric"],
+                    **{k: v for k, v in rec.items() if not isinstance(v, dict)},
+                }
+            )
+    write_csv(out / "rounds.csv", runs)
+    return {
+        "name": config["name"],
+        "pool": member_names(config),
+        "unpruned_pool_macs": unpruned_macs,
+        "table": rows,
+        "selections": selections,
+        "mixed": mixed,
+        "rounds": runs,
+    }
+
+
+def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vote) -> dict:
+    team = res.recommended
+    m = len(group)
+    pool_test = res.pool.test_accuracy
+    row = {
+        "metric": metric,
+        "scope": get_metric(metric).scope,
+        "level": level,
+        "pruned": float(np.mean([s.pruned for s in group])),
+        "focal_metric": focal_metric,
+        "pool_val_acc": res.pool.selection_accuracy,
+        "pool_test_acc": pool_test,
+        "best_single_test_acc": res.best_single.test_accuracy,
+    }
+    if team is None:
+        row.update(
+            team="",
+            size=0,
+            cost=None,
+            mac_fraction=None,
+            team_val_acc=None,
+            team_test_acc=None,
+            difference=None,
+        )
+        return row
+    macs = sum(group[i].macs for i in team.indices)
+    row.update(
+        team="{" + ",".join(str(i) for i in team.indices) + "}",
+        team_names=" ".join(team.names),
+        size=team.size,
+        cost=team.size / m,
+        mac_fraction=macs / unpruned_macs,
+        team_val_acc=team.selection_accuracy,
+        team_test_acc=team.test_accuracy,
+        difference=team.test_accuracy - pool_test,
+    )
+    return row
+
+
+def _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw) -> dict:
+    """Every distinct snapshot in one pool (the unpruned level once per member, not per metric)."""
+    en = config["ensemble"]
+    chosen, names = [], []
+    base = min(config["dropnet"]["levels"])
+    for s in snaps:
+        if s.level == base:
+            name = f"{s.member}-{level_tag(base)}"
+        else:
+            name = f"{s.member}-{s.metric}-{level_tag(s.level)}"
+        if name not in names:
+            chosen.append(s)
+            names.append(name)
+    pool = _pool(chosen, names, y_val, y_test)
+    pool.save(out / "pools" / "mixed")
+    max_size = min(en["mixed_max_size"], len(names) - 1)
+    results = select_team(pool, max_size=max_size, **select_kw)
+    focal_metric = en["metrics"][0]
+    res = results[focal_metric]
+    # Candidate teams for the cost-accuracy front: every kept team, and every single model.
+    teams = [(i,) for i in range(len(names))]
+    for level in res.levels:
+        teams += [tuple(int(t) for t in team) for team in level.teams]
+    points = []
+    for team in dict.fromkeys(teams):
+        macs = sum(chosen[i].macs for i in team)
+        points.append(
+            {
+                "team": [names[i] for i in team],
+                "size": len(team),
+                "mac_fraction": macs / unpruned_macs,
+                "val_acc": team_accuracy(pool, list(team), en["vote"], "selection"),
+                "test_acc": team_accuracy(pool, list(team), en["vote"], "test"),
+            }
+        )
+    front = pareto_front(points)
+    write_csv(out / "pareto.csv", [{**p, "team": " ".join(p["team"])} for p in front])
+    return {
+        "models": names,
+        "selections": {k: v.to_dict(max_teams_per_level=50) for k, v in results.items()},
+        "points": points,
+        "front": front,
+    }
+
+
+def pareto_front(points: list[dict]) -> list[dict]:
+    """Teams not dominated in (lower MAC fraction, higher validation accuracy); chosen on
+    validation, so the test accuracies shown for them are an honest estimate."""
+    ordered = sorted(points, key=lambda p: (p["mac_fraction"], -p["val_acc"]))
+    front, best = [], -1.0
+    for p in ordered:
+        if p["val_acc"] > best:
+            front.append(p)
+            best = p["val_acc"]
+    return front

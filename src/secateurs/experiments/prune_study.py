@@ -1,0 +1,277 @@
+"""A DropNet study: several metrics x seeds of one model on one dataset, with records on disk,
+CSV/JSON tables, the accuracy-vs-remaining figure, and (with the oracle) mask similarity."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..data.splits import DatasetSplits
+from ..io import read_json, write_json
+from ..pruning.dropnet import DropNet, DropNetConfig, DropNetResult
+from ..pruning.lockstep import run_dropnet_lockstep
+from ..pruning.record import load_run, save_run
+from ..reporting import curves_by_round, plot_accuracy_vs_remaining, write_csv
+from ..training.progress import progress_bar
+
+SCALAR_KEYS = (
+    "round",
+    "remaining",
+    "units",
+    "params",
+    "macs",
+    "params_fraction",
+    "macs_fraction",
+    "train_acc",
+    "train_loss",
+    "val_acc",
+    "val_loss",
+    "test_acc",
+    "test_loss",
+    "epochs",
+    "seconds",
+)
+
+
+def run_dir(out: Path, metric: str, seed: int) -> Path:
+    return Path(out) / "runs" / f"{metric}-seed{seed}"
+
+
+@dataclass
+class StudyResult:
+    out: Path | None
+    model: str
+    dataset: str
+    runs: list[DropNetResult] = field(default_factory=list)
+
+    def rows(self) -> list[dict]:
+        """One flat row per (metric, seed, round), with per-layer widths as a dict."""
+        out = []
+        for run in self.runs:
+            for rec in run.rounds:
+                row = {"metric": run.metric, "seed": run.seed}
+                row.update({k: rec[k] for k in SCALAR_KEYS})
+                row["widths"] = rec["widths"]
+                out.append(row)
+        return out
+
+    def summary(self) -> list[dict]:
+        """Per metric: mean test accuracy unpruned, near 50% and 25% remaining, and at the end."""
+        table = []
+        for metric, points in curves_by_round(self.rows()).items():
+
+            def near(target: float, pts=points) -> tuple[float, float]:
+                p = min(pts, key=lambda q: abs(q[0] - target))
+                return p[0], p[1]
+
+            row = {
+                "metric": metric,
+                "seeds": points[0][3],
+                "rounds": len(points),
+                "acc@100%": points[0][1],
+            }
+            for target in (0.5, 0.25):
+                rem, acc = near(target)
+                row[f"acc@{target:.0%}"] = f"{acc:.4f} ({rem:.2f})"
+            row["final"] = f"{points[-1][1]:.4f} ({points[-1][0]:.2f})"
+            table.append(row)
+        return table
+
+
+def mask_similarity(a: DropNetResult, b: DropNetResult) -> list[float]:
+    """Per round (common to both runs), Jaccard similarity of the sets of dropped units (1.0 when
+    neither has dropped anything yet)."""
+    out = []
+    for r in range(min(len(a.rounds), len(b.rounds))):
+        da = {(d["layer"], d["index"]) for d in a.dropped if d["round"] <= r}
+        db = {(d["layer"], d["index"]) for d in b.dropped if d["round"] <= r}
+        union = da | db
+        out.append(len(da & db) / len(union) if union else 1.0)
+    return out
+
+
+def run_prune_study(
+    model: str,
+    data: DatasetSplits,
+    metrics: list[str],
+    seeds: list[int],
+    config: DropNetConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    dataset_spec: str | None = None,
+    progress: bool = True,
+    on_run: Callable[[DropNetResult], None] | None = None,
+    lockstep: bool = True,
+) -> StudyResult:
+    """Run every (metric, seed); with ``out``, write each run as it finishes and skip runs that a
+    previous invocation already completed (same folder, same settings). With ``lockstep`` and
+    several runs to do, they train together as one batched model (docs/lockstep.md)."""
+    config = config or DropNetConfig()
+    out = Path(out) if out is not None else None
+    study = StudyResult(out, model, dataset_spec or data.name)
+    header = {
+        "model": model,
+        "dataset": study.dataset,
+        "input_shape": list(data.input_shape),
+        "num_classes": data.num_classes,
+        "metrics": list(metrics),
+        "seeds": list(seeds),
+        "config": config.to_dict(),
+    }
+    if out is not None:
+        _check_same_study(out, header)
+        write_json(out / "study.json", header)
+    jobs = [(m, s) for m in metrics for s in seeds]
+    finished: dict[tuple[str, int], DropNetResult] = {}
+    with progress_bar(progress) as bar:
+        task = bar.add_task("DropNet", total=len(jobs), info="")
+        todo = []
+        for metric, seed in jobs:
+            folder = run_dir(out, metric, seed) if out is not None else None
+            if folder is not None and (folder / "run.json").is_file():
+                finished[(metric, seed)] = load_run(folder, weights=False)
+                bar.update(task, advance=1)
+            else:
+                todo.append((metric, seed))
+
+        def show(net: DropNet, row: dict) -> None:
+            bar.update(
+                task,
+                info=f"{net.config.metric} seed {net.seed} round {row['round']}: "
+                f"{row['remaining']:.2f} left, test acc {row['test_acc']:.3f}",
+            )
+
+        def finish(metric: str, seed: int, result: DropNetResult) -> None:
+            if out is not None:
+                save_run(result, run_dir(out, metric, seed))
+            finished[(metric, seed)] = result
+            if on_run is not None:
+                on_run(result)
+            bar.update(task, advance=1)
+
+        if lockstep and sum(1 for m, _ in todo if m != "oracle") > 1:
+            run_dropnet_lockstep(
+                model,
+                data,
+                [(replace(config, metric=m), s) for m, s in todo],
+                on_round=show,
+                on_finish=lambda i, result: finish(*todo[i], result),
+            )
+        else:
+            for metric, seed in todo:
+                cfg = replace(config, metric=metric)
+                finish(metric, seed, DropNet(model, data, cfg, seed=seed).run(show))
+    study.runs = [finished[job] for job in jobs]
+    if out is not None:
+        write_outputs(study)
+    return study
+
+
+def _check_same_study(out: Path, header: dict) -> None:
+    from ..errors import ConfigError
+
+    path = out / "study.json"
+    if path.is_file():
+        old = read_json(path)
+        if {k: old.get(k) for k in ("model", "dataset", "config")} != {
+            k: header[k] for k in ("model", "dataset", "config")
+        }:
+            raise ConfigError(
+                f"{out} holds a study with other settings; use another --out or remove it"
+            )
+
+
+def write_outputs(study: StudyResult) -> None:
+    """rounds.csv / rounds.json, dropped.csv, summary, the figure, and oracle similarity."""
+    out = study.out
+    assert out is not None
+    rows = study.rows()
+    write_csv(out / "rounds.csv", rows)
+    write_json(out / "rounds.json", rows)
+    dropped = [{"metric": r.metric, "seed": r.seed, **d} for r in study.runs for d in r.dropped]
+    write_csv(out / "dropped.csv", dropped)
+    write_json(out / "summary.json", study.summary())
+    title = f"{study.model} on {study.dataset}"
+    plot_accuracy_vs_remaining(rows, out / "accuracy.png", title=title)
+    oracle = {r.seed: r for r in study.runs if r.metric == "oracle"}
+    if oracle:
+        sim = []
+        for run in study.runs:
+            if run.metric != "oracle" and run.seed in oracle:
+                for r, value in enumerate(mask_similarity(run, oracle[run.seed])):
+                    sim.append(
+                        {
+                            "metric": run.metric,
+                            "seed": run.seed,
+                            "round": r,
+                            "similarity_to_oracle": value,
+                        }
+                    )
+        if sim:
+            write_csv(out / "oracle_similarity.csv", sim)
+
+
+def load_study(out: str | Path) -> tuple[dict, StudyResult]:
+    """Read a study folder (without weights) back."""
+    from ..errors import DataError
+
+    out = Path(out)
+    if not (out / "study.json").is_file():
+        raise DataError(f"{out} is not a DropNet study folder (no study.json)")
+    header = read_json(out / "study.json")
+    study = StudyResult(out, header["model"], header["dataset"])
+    for metric in header["metrics"]:
+        for seed in header["seeds"]:
+            folder = run_dir(out, metric, seed)
+            if (folder / "run.json").is_file():
+                study.runs.append(load_run(folder, weights=False))
+    return header, study
+
+
+def rebuild_round(
+    out: str | Path,
+    metric: str | None,
+    seed: int | None,
+    round_: int | None,
+    remaining: float | None = None,
+):
+    """The masked network of one recorded round of a study: (MaskedNetwork, run, round).
+
+    ``metric`` / ``seed`` may be None when the study has only one; give ``round_`` or
+    ``remaining`` (the round whose remaining fraction is nearest)."""
+    import torch
+
+    from ..errors import ConfigError
+    from ..models import build_model
+    from ..pruning.masks import MaskedNetwork
+
+    header, _ = load_study(out)
+    metric = _only(header["metrics"], metric, "--metric")
+    seed = _only(header["seeds"], seed, "--seed")
+    run = load_run(run_dir(Path(out), metric, seed))
+    if round_ is None:
+        if remaining is None:
+            raise ConfigError("give a round (--round K) or a remaining fraction (--remaining F)")
+        round_ = run.round_nearest(remaining=remaining)
+    run.masks_at(round_)  # validates the round
+    if round_ not in run.weights:
+        raise ConfigError(f"round {round_} of {metric} seed {seed} has no saved weights")
+    torch.manual_seed(seed)
+    model = build_model(header["model"], tuple(header["input_shape"]), header["num_classes"])
+    masked = MaskedNetwork(model, torch.zeros(2, *header["input_shape"]))
+    masked.load_weight_state_dict(run.weights[round_])
+    masked.set_masks(run.masks_at(round_))
+    return masked, run, round_
+
+
+def _only(values: list, chosen, flag: str):
+    from ..errors import ConfigError
+
+    if chosen is None:
+        if len(values) != 1:
+            raise ConfigError(f"the study has several values for {flag} ({values}); choose one")
+        return values[0]
+    if chosen not in values:
+        raise ConfigError(f"{flag} {chosen!r} is not in this study; it has {values}")
+    return chosen

@@ -1,0 +1,196 @@
+"""The pipeline's unit of work: one DropNet run of one pool member with one metric, plus its
+snapshots' predictions. A task is a JSON-able spec; its key is a hash of everything that
+determines its outputs, so a rerun finds finished work by key and skips it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import DatasetSplits, load_dataset
+from ..io import atomic_path, read_json, save_tensors, write_json
+from ..models import build_model
+from ..pruning.dropnet import DropNetConfig, DropNetResult, run_dropnet
+from ..pruning.masks import MaskedNetwork
+from ..training import TrainConfig, predict_proba
+
+TASK_FORMAT = 1
+
+
+def task_specs(config: dict) -> list[dict]:
+    """Every (member, seed, metric) run the config asks for, in a stable order."""
+    dn = config["dropnet"]
+    deepest = max(dn["levels"])
+    specs = []
+    for index, member in enumerate(config["pool"]):
+        for seed in member["seeds"]:
+            for metric in dn["metrics"]:
+                spec = {
+                    "format": TASK_FORMAT,
+                    "dataset": config["dataset"],
+                    "split_seed": config["seed"],
+                    "model": member["model"],
+                    "seed": seed,
+                    "metric": metric,
+                    "fraction": dn["fraction"],
+                    **stop_at_level(deepest, dn["fraction"]),
+                    "levels": dn["levels"],
+                    "reset": dn["reset"],
+                    "score_samples": dn["score_samples"],
+                    "training": config["training"],
+                }
+                if dn["coupled"] != "separate":  # only then, so that existing keys stay valid
+                    spec["coupled"] = dn["coupled"]
+                spec["key"] = task_key(spec)
+                spec["member"] = index
+                specs.append(spec)
+    return specs
+
+
+def stop_at_level(level: float, fraction: float) -> dict:
+    """A stop rule that ends on the round whose pruned fraction is nearest ``level``.
+
+    With t = 1 - level remaining, going on from r remaining to about r(1 - p) brings it nearer
+    to t only while r > 2t / (2 - p); stopping at that threshold saves the round after it."""
+    if level <= 0.0:
+        return {"until": None, "max_rounds": 0}
+    target = 1.0 - level
+    return {"until": round(min(2 * target / (2 - fraction), 0.999999), 12), "max_rounds": None}
+
+
+def task_key(spec: dict) -> str:
+    body = {k: v for k, v in spec.items() if k not in ("key", "member")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=2)
+def _dataset(dataset_json: str, split_seed: int) -> DatasetSplits:
+    ds = json.loads(dataset_json)
+    return load_dataset(
+        ds["spec"],
+        ds["data_dir"],
+        val_fraction=ds["val_fraction"],
+        test_fraction=ds["test_fraction"],
+        seed=split_seed,
+    )
+
+
+def dataset_of(spec: dict) -> DatasetSplits:
+    return _dataset(json.dumps(spec["dataset"], sort_keys=True), spec["split_seed"])
+
+
+def dropnet_config(spec: dict) -> DropNetConfig:
+    train = TrainConfig.from_dict(spec["training"])
+    return DropNetConfig(
+        metric=spec["metric"],
+        fraction=spec["fraction"],
+        until=spec["until"],
+        max_rounds=spec["max_rounds"],
+        reset=spec["reset"],
+        score_samples=spec["score_samples"],
+        coupled=spec.get("coupled", "separate"),
+        train=train,
+    )
+
+
+def snapshot_network(
+    spec: dict, data: DatasetSplits, result: DropNetResult, round_: int
+) -> MaskedNetwork:
+    """The trained masked network of one round, rebuilt from the run's record and weights."""
+    torch.manual_seed(spec["seed"])
+    model = build_model(spec["model"], data.input_shape, data.num_classes)
+    masked = MaskedNetwork(model, data.x_train[:2])
+    masked.load_weight_state_dict(result.weights[round_])
+    masked.set_masks(result.masks_at(round_))
+    return masked
+
+
+def payload_of(spec: dict, data: DatasetSplits, result: DropNetResult) -> dict[str, Any]:
+    """Snapshots at the configured levels (the round whose pruned fraction is nearest) with their
+    validation and test probabilities."""
+    snapshots, val, test, weights = [], [], [], {}
+    for level in spec["levels"]:
+        r = result.round_nearest(pruned=level)
+        rec = result.rounds[r]
+        masked = snapshot_network(spec, data, result, r)
+        val.append(predict_proba(masked, data.x_val).numpy())
+        test.append(predict_proba(masked, data.x_test).numpy())
+        weights[r] = result.weights[r]
+        snapshots.append(
+            {
+                "level": level,
+                "round": r,
+                "pruned": 1.0 - rec["remaining"],
+                "remaining": rec["remaining"],
+                "params": rec["params"],
+                "macs": rec["macs"],
+                "val_acc": rec["val_acc"],
+                "test_acc": rec["test_acc"],
+            }
+        )
+    return {
+        "key": spec["key"],
+        "rounds": result.rounds,
+        "dropped": result.dropped,
+        "snapshots": snapshots,
+        "val_probs": np.stack(val).astype(np.float32),
+        "test_probs": np.stack(test).astype(np.float32),
+        "weights": weights,
+    }
+
+
+def execute_group(specs: list[dict], lockstep: bool = True) -> list[dict[str, Any]]:
+    """Run a group of tasks of one architecture (in lockstep when available and worthwhile)."""
+    data = dataset_of(specs[0])
+    results = None
+    if lockstep and len(specs) > 1:
+        results = _lockstep_results(specs, data)
+    if results is None:
+        results = [run_dropnet(s["model"], data, dropnet_config(s), seed=s["seed"]) for s in specs]
+    return [payload_of(s, data, r) for s, r in zip(specs, results, strict=True)]
+
+
+def _lockstep_results(specs: list[dict], data: DatasetSplits) -> list[DropNetResult] | None:
+    try:
+        from ..pruning.lockstep import run_dropnet_lockstep
+    except ImportError:
+        return None
+    return run_dropnet_lockstep(
+        specs[0]["model"], data, [(dropnet_config(s), s["seed"]) for s in specs]
+    )
+
+
+# -- on disk -------------------------------------------------------------------------------------
+def task_dir(out: Path, key: str) -> Path:
+    return Path(out) / "tasks" / key
+
+
+def is_done(out: Path, key: str) -> bool:
+    return (task_dir(out, key) / "task.json").is_file()
+
+
+def write_payload(out: Path, spec: dict, payload: dict) -> None:
+    """Write one finished task; ``task.json`` goes last and marks it complete."""
+    folder = task_dir(out, spec["key"])
+    for name in ("val_probs", "test_probs"):
+        with atomic_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, payload[name], allow_pickle=False)
+    for r, state in payload["weights"].items():
+        save_tensors(folder / f"round-{int(r):03d}.safetensors", state)
+    meta = {k: payload[k] for k in ("key", "rounds", "dropped", "snapshots")}
+    write_json(folder / "task.json", {"spec": spec, **meta})
+
+
+def read_task(out: Path, key: str) -> dict:
+    folder = task_dir(out, key)
+    meta = read_json(folder / "task.json")
+    meta["val_probs"] = np.load(folder / "val_probs.npy", allow_pickle=False)
+    meta["test_probs"] = np.load(folder / "test_probs.npy", allow_pickle=False)
+    return meta
