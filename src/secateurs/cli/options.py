@@ -10,13 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import ConfigError
 from ..training import TrainConfig
 
 console = Console()
 err_console = Console(stderr=True)
 
 DataDir = typer.Option(None, "--data-dir", help="Folder holding the dataset's files.")
-Seed = typer.Option(0, "--seed", help="Seed for weights, data order and splits.")
+Seed = typer.Option(0, "--seed", min=0, help="Seed for weights, data order and splits.")
 JsonOut = typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")
 Device = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto.")
 
@@ -63,5 +64,5 @@ def print_table(title: str, rows: list[dict]) -> None:
 def out_dir(path: Path) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise typer.BadParameter(f"{path} exists and is not a directory", param_hint="--out")
+        raise ConfigError(f"--out {path} exists and is not a directory")
     return path

@@ -8,6 +8,7 @@ import torch
 import typer
 
 from ..data import load_dataset
+from ..errors import ConfigError
 from ..experiments.prune_study import rebuild_round, run_prune_study
 from ..pruning import DropNetConfig, export_pruned, save_exported
 from .main import app
@@ -45,7 +46,7 @@ def prune(
     ),
     reset: str = typer.Option("initial", "--reset", help="initial, random or continue."),
     seeds: int = typer.Option(1, "--seeds", help="Number of seeds (seed, seed+1, ...)."),
-    seed: int = typer.Option(0, "--seed", help="First seed."),
+    seed: int = typer.Option(0, "--seed", min=0, help="First seed (also splits the data)."),
     one_per_round: bool = typer.Option(
         False, "--one-per-round", help="Drop exactly one unit per round."
     ),
@@ -103,7 +104,7 @@ def prune(
         ),
     )
     if seeds < 1:
-        raise typer.BadParameter(f"must be >= 1, got {seeds}", param_hint="--seeds")
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     data = load_dataset(dataset, data_dir, seed=seed)
     study = run_prune_study(
         model,
@@ -113,6 +114,7 @@ def prune(
         config,
         out=out_dir(out),
         dataset_spec=dataset,
+        split_seed=seed,
         progress=not json_out,
         lockstep=lockstep,
     )
@@ -142,7 +144,8 @@ def export(
 ) -> None:
     """Export one recorded round as a physically smaller network (safetensors + JSON)."""
     if (round_ is None) == (remaining is None):
-        raise typer.BadParameter("give exactly one of --round or --remaining")
+        raise ConfigError("give exactly one of --round K or --remaining F")
+    out = out_dir(out)
     masked, result, r = rebuild_round(run, metric, seed, round_, remaining)
     example = torch.zeros(1, *masked.input_shape)
     exported = export_pruned(masked, example)

@@ -152,11 +152,21 @@ def validate(config: dict) -> dict:
             raise _fail(f"{where}.seeds", seeds, "a non-empty list of integers")
         for j, s in enumerate(seeds):
             _number(f"{where}.seeds[{j}]", s, 0, 2**31 - 1, integer=True)
+        if len(set(seeds)) != len(seeds):
+            raise _fail(
+                f"{where}.seeds", seeds, "no repeated seeds (they would train the same model)"
+            )
         name = entry.get("name") or parse_model_spec(model)[0]
         members.append({"model": model, "seeds": list(seeds), "name": str(name)})
     cfg["pool"] = members
-    if sum(len(m["seeds"]) for m in members) < 2:
-        raise _fail("pool", pool, "at least 2 models in all (members x seeds) to form a team")
+    runs = [(m["model"], s) for m in members for s in m["seeds"]]
+    if len(set(runs)) != len(runs):
+        raise _fail("pool", pool, "each (model, seed) once: a repeat trains the same model twice")
+    total = len(runs)
+    if total < 3:
+        raise _fail(
+            "pool", pool, "at least 3 models in all (members x seeds): HQ searches teams of 2..M-1"
+        )
 
     dn = cfg["dropnet"]
     _choices("dropnet.metrics", dn["metrics"], [m for m in METRICS if m != "oracle"], many=True)
@@ -169,6 +179,9 @@ def validate(config: dict) -> dict:
     if len(set(levels)) != len(levels):
         raise _fail("dropnet.levels", levels, "no repeated levels")
     dn["levels"] = sorted(float(v) for v in levels)
+    tags = [f"{v * 100:g}" for v in dn["levels"]]
+    if len(set(tags)) != len(tags):
+        raise _fail("dropnet.levels", levels, "levels that differ by at least 0.001%")
     _choices("dropnet.reset", dn["reset"], ("initial", "random", "continue"), many=False)
     _choices("dropnet.coupled", dn["coupled"], ("separate", "group"), many=False)
     if dn["score_samples"] is not None:
@@ -188,7 +201,7 @@ def validate(config: dict) -> dict:
     _choices("ensemble.metrics", en["metrics"], ENSEMBLE_METRICS, many=True)
     _number("ensemble.beta", en["beta"], 0, 1, hi_open=True)
     if en["max_size"] is not None:
-        _number("ensemble.max_size", en["max_size"], 2, 62, integer=True)
+        _number("ensemble.max_size", en["max_size"], 2, total, integer=True)
     _number("ensemble.mixed_max_size", en["mixed_max_size"], 2, 62, integer=True)
     _choices("ensemble.method", en["method"], METHODS, many=False)
     _choices("ensemble.vote", en["vote"], VOTES, many=False)

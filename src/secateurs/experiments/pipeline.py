@@ -40,6 +40,8 @@ class Snapshot:
     pruned: float
     params: int
     macs: int
+    round: int
+    unpruned_macs: int
     val_probs: np.ndarray
     test_probs: np.ndarray
 
@@ -56,7 +58,7 @@ def member_names(config: dict) -> list[str]:
 
 
 def level_tag(level: float) -> str:
-    return f"p{round(level * 100):d}"
+    return f"p{level * 100:g}"
 
 
 def run_experiment(
@@ -70,21 +72,24 @@ def run_experiment(
     out = Path(config["output"])
     log = log or (lambda _msg: None)
     start = time.perf_counter()
+    specs = task_specs(config)
+    from .tasks import dataset_of
+
+    dataset_of(specs[0])  # a missing or bad dataset fails before anything is written
     with run_lock(out):
         for stale in out.rglob(".*.tmp"):  # left by a run killed mid-write; never a result
             stale.unlink()
         dump_config(config, out / "config.yaml")
-        specs = task_specs(config)
         groups = _groups(config, specs, out)
         todo = sum(len(g) for g in groups)
         log(f"{len(specs)} DropNet tasks, {len(specs) - todo} already done")
         _execute(config, out, groups, todo, progress)
         results = _assemble(config, out, specs)
-    results["seconds"] = round(time.perf_counter() - start, 1)
-    write_json(out / "results.json", results)
-    from ..reporting.report import write_report
+        results["seconds"] = round(time.perf_counter() - start, 1)
+        write_json(out / "results.json", results)
+        from ..reporting.report import write_report
 
-    write_report(config, results, out)
+        write_report(config, results, out)
     return results
 
 
@@ -149,6 +154,8 @@ def _snapshots(config: dict, out: Path, specs: list[dict]) -> list[Snapshot]:
                     pruned=snap["pruned"],
                     params=snap["params"],
                     macs=snap["macs"],
+                    round=snap["round"],
+                    unpruned_macs=task["rounds"][0]["macs"],
                     val_probs=task["val_probs"][j],
                     test_probs=task["test_probs"][j],
                 )
@@ -167,7 +174,7 @@ def _pool(snaps: list[Snapshot], names: list[str], labels_val, labels_test) -> P
     )
 
 
-def _labels(config: dict, specs: list[dict]):
+def _labels(specs: list[dict]):
     from .tasks import dataset_of
 
     data = dataset_of(specs[0])
@@ -177,9 +184,8 @@ def _labels(config: dict, specs: list[dict]):
 def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
     en, dn = config["ensemble"], config["dropnet"]
     snaps = _snapshots(config, out, specs)
-    y_val, y_test = _labels(config, specs)
-    unpruned = {s.member: s for s in snaps if s.level == min(dn["levels"])}
-    unpruned_macs = sum(s.macs for s in unpruned.values())
+    y_val, y_test = _labels(specs)
+    unpruned_macs = sum({s.member: s.unpruned_macs for s in snaps}.values())
     select_kw = dict(
         method=en["method"],
         metric=en["metrics"],
@@ -278,12 +284,9 @@ def _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw) -> dict:
     """Every distinct snapshot in one pool (the unpruned level once per member, not per metric)."""
     en = config["ensemble"]
     chosen, names = [], []
-    base = min(config["dropnet"]["levels"])
     for s in snaps:
-        if s.level == base:
-            name = f"{s.member}-{level_tag(base)}"
-        else:
-            name = f"{s.member}-{s.metric}-{level_tag(s.level)}"
+        # the unpruned network (round 0) is the same for every metric: keep it once
+        name = f"{s.member}-p0" if s.round == 0 else f"{s.member}-{s.metric}-{level_tag(s.level)}"
         if name not in names:
             chosen.append(s)
             names.append(name)

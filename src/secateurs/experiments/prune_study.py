@@ -11,6 +11,7 @@ from ..data.splits import DatasetSplits
 from ..io import read_json, write_json
 from ..pruning.dropnet import DropNet, DropNetConfig, DropNetResult
 from ..pruning.lockstep import run_dropnet_lockstep
+from ..pruning.metrics import get_metric
 from ..pruning.record import load_run, save_run
 from ..reporting import curves_by_round, plot_accuracy_vs_remaining, write_csv
 from ..training.progress import progress_bar
@@ -103,11 +104,23 @@ def run_prune_study(
     progress: bool = True,
     on_run: Callable[[DropNetResult], None] | None = None,
     lockstep: bool = True,
+    split_seed: int | None = None,
 ) -> StudyResult:
     """Run every (metric, seed); with ``out``, write each run as it finishes and skip runs that a
-    previous invocation already completed (same folder, same settings). With ``lockstep`` and
-    several runs to do, they train together as one batched model (docs/lockstep.md)."""
+    previous invocation already completed (same folder, same settings and data split; give the
+    seed that split ``data`` as ``split_seed``). With ``lockstep`` and several runs to do, they
+    train together as one batched model (docs/lockstep.md)."""
+    import torch
+
+    from ..models import build_model
+    from ..training import resolve_device
+
     config = config or DropNetConfig()
+    for metric in metrics:
+        get_metric(metric)  # typos fail before anything is written
+    resolve_device(config.train.device)
+    with torch.random.fork_rng(devices=[]):
+        build_model(model, data.input_shape, data.num_classes)
     out = Path(out) if out is not None else None
     study = StudyResult(out, model, dataset_spec or data.name)
     header = {
@@ -118,6 +131,8 @@ def run_prune_study(
         "metrics": list(metrics),
         "seeds": list(seeds),
         "config": config.to_dict(),
+        "split_seed": split_seed,
+        "data_source": getattr(data, "source", None),
     }
     if out is not None:
         _check_same_study(out, header)
@@ -174,9 +189,8 @@ def _check_same_study(out: Path, header: dict) -> None:
     path = out / "study.json"
     if path.is_file():
         old = read_json(path)
-        if {k: old.get(k) for k in ("model", "dataset", "config")} != {
-            k: header[k] for k in ("model", "dataset", "config")
-        }:
+        keys = ("model", "dataset", "config", "split_seed", "data_source")
+        if {k: old.get(k) for k in keys} != {k: header[k] for k in keys}:
             raise ConfigError(
                 f"{out} holds a study with other settings; use another --out or remove it"
             )
@@ -257,8 +271,9 @@ def rebuild_round(
     run.masks_at(round_)  # validates the round
     if round_ not in run.weights:
         raise ConfigError(f"round {round_} of {metric} seed {seed} has no saved weights")
-    torch.manual_seed(seed)
-    model = build_model(header["model"], tuple(header["input_shape"]), header["num_classes"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(header["model"], tuple(header["input_shape"]), header["num_classes"])
     masked = MaskedNetwork(model, torch.zeros(2, *header["input_shape"]))
     masked.load_weight_state_dict(run.weights[round_])
     masked.set_masks(run.masks_at(round_))

@@ -104,8 +104,9 @@ def snapshot_network(
     spec: dict, data: DatasetSplits, result: DropNetResult, round_: int
 ) -> MaskedNetwork:
     """The trained masked network of one round, rebuilt from the run's record and weights."""
-    torch.manual_seed(spec["seed"])
-    model = build_model(spec["model"], data.input_shape, data.num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec["seed"])
+        model = build_model(spec["model"], data.input_shape, data.num_classes)
     masked = MaskedNetwork(model, data.x_train[:2])
     masked.load_weight_state_dict(result.weights[round_])
     masked.set_masks(result.masks_at(round_))

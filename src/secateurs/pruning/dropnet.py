@@ -124,8 +124,9 @@ class DropNet:
         self.seed = seed
         self.metric = get_metric(self.config.metric)
         if isinstance(model, str):
-            torch.manual_seed(seed)
-            model = build_model(model, data.input_shape, data.num_classes)
+            with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
+                torch.manual_seed(seed)
+                model = build_model(model, data.input_shape, data.num_classes)
         self.masked = MaskedNetwork(model, data.x_train[:2])
         self.initial = _state_to_cpu(self.masked.weight_state_dict())
         self.generator = torch.Generator().manual_seed(seed)  # ties and random metrics
@@ -193,20 +194,24 @@ class DropNet:
             samples=cfg.score_samples,
             batch_size=cfg.train.eval_batch_size,
         )
+        return self.select(scores)
+
+    def select(self, scores: dict[str, torch.Tensor]) -> dict[str, list[int]]:
+        """The units to drop given this round's scores (lower goes first), by the metric's scope,
+        the budget and the coupling rule; shared by every driver so that all select alike."""
+        cfg = self.config
         alive = {k: v.cpu() for k, v in self.masked.get_masks().items()}
         groups = self.masked.coupled_groups if cfg.coupled == "group" else []
-        scores, alive = group_coupled(scores, alive, groups)
+        grouped_scores, grouped_alive = group_coupled(scores, alive, groups)
         drop = select_units(
-            scores,
-            alive,
+            grouped_scores,
+            grouped_alive,
             cfg.fraction,
             scope=self.metric.scope,
             one_per_round=cfg.one_per_round,
             generator=self.generator,
         )
-        return ungroup_coupled(
-            drop, groups, {k: v.cpu() for k, v in self.masked.get_masks().items()}
-        )
+        return ungroup_coupled(drop, groups, alive)
 
     def prune_step(self) -> int:
         """Score, drop, reset; returns how many units were dropped (0: nothing left to drop)."""
@@ -231,10 +236,11 @@ class DropNet:
             device = next(self.masked.parameters()).device
             self.masked.load_weight_state_dict({k: v.to(device) for k, v in self.initial.items()})
         elif self.config.reset == "random":
-            torch.manual_seed(self.seed * 100_003 + 50_000 + self.round)
-            for module in self.masked.modules():
-                if module is not self.masked and hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed * 100_003 + 50_000 + self.round)
+                for module in self.masked.modules():
+                    if module is not self.masked and hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
 
     # -- the sequential driver -------------------------------------------------------------
     def run(self, on_round: Callable[[DropNet, dict], None] | None = None) -> DropNetResult:

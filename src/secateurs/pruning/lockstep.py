@@ -45,9 +45,8 @@ from ..training.lockstep import (
 )
 from ..training.trainer import resolve_device
 from .dropnet import DropNet, DropNetConfig, DropNetResult
-from .importance import ActivationStats
+from .importance import ActivationStats, scores_from_stats
 from .masks import MaskedNetwork, UnitMask
-from .selection import select_units
 
 # Criteria whose scores need a pass over the training data (batched here); the others are cheap.
 BATCHED_CRITERIA = ("activation", "negative_activation", "apoz")
@@ -198,11 +197,13 @@ def lockstep_activation_stats(
     plans: Sequence[dict[str, torch.Tensor]] | None = None,
     samples: int | None = None,
     batch_size: int = 1024,
+    zeros_needed: bool = True,
 ) -> list[ActivationStats]:
     """``importance.activation_stats`` for K networks in one stacked pass over ``x``.
 
     ``modules``/``plans``: compact copies to run instead of the networks themselves, and how to
     map their units back (dropped units score as a masked unit does: |a| = 0, all zeros).
+    ``zeros_needed=False`` skips counting zeros (``apoz`` is then left at 0).
     """
     if samples is not None:
         x = x[:samples]
@@ -223,7 +224,8 @@ def lockstep_activation_stats(
         def record(out: torch.Tensor) -> None:
             flat = out.flatten(3) if out.dim() > 3 else out.unsqueeze(3)  # (K, N, C, positions)
             sums[layer] += flat.mean(3).abs().sum(1).double()
-            zeros[layer] += (flat == 0).sum((1, 3)).double()
+            if zeros_needed:
+                zeros[layer] += (flat == 0).sum((1, 3)).double()
             positions[layer] = flat.shape[3]
 
         return record
@@ -252,17 +254,6 @@ def _op_key(name: str) -> str:
     return name.replace(".", "__")
 
 
-def scores_from_stats(criterion: str, stats: ActivationStats) -> dict[str, torch.Tensor]:
-    """What ``importance.unit_scores`` returns for ``criterion`` given the activation statistics."""
-    if criterion == "activation":
-        return stats.mean_abs
-    if criterion == "negative_activation":
-        return {k: -v for k, v in stats.mean_abs.items()}
-    if criterion == "apoz":
-        return {k: -v for k, v in stats.apoz.items()}
-    raise ValueError(f"criterion {criterion!r} is not scored from activations")
-
-
 class LockstepDropNet(DropNet):
     """A ``DropNet`` whose next ``choose`` may use scores computed for many runs in one pass."""
 
@@ -272,11 +263,7 @@ class LockstepDropNet(DropNet):
         scores, self.pending_scores = self.pending_scores, None
         if scores is None:
             return super().choose()
-        alive = {k: v.cpu() for k, v in self.masked.get_masks().items()}
-        return select_units(
-            scores, alive, self.config.fraction, scope=self.metric.scope,
-            one_per_round=self.config.one_per_round, generator=self.generator,
-        )
+        return self.select(scores)  # the same selection (budget, coupling) as a separate run
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -424,6 +411,7 @@ def _score(
             [group[p].masked for p in chosen], data.x_train,
             modules=[modules[p] for p in chosen], plans=[plans[p] for p in chosen],
             samples=samples, batch_size=group[chosen[0]].config.train.eval_batch_size,
+            zeros_needed=any(group[p].metric.criterion == "apoz" for p in chosen),
         )
         for pos, st in zip(chosen, stats, strict=True):
             group[pos].pending_scores = scores_from_stats(group[pos].metric.criterion, st)

@@ -14,6 +14,9 @@ from .dropnet import DropNetResult
 
 def save_run(result: DropNetResult, folder: str | Path) -> Path:
     folder = Path(folder)
+    (folder / "run.json").unlink(missing_ok=True)  # the old record is invalid from here on
+    for old in folder.glob("round-*.safetensors"):
+        old.unlink()
     save_tensors(folder / "initial.safetensors", result.initial)
     for r, state in result.weights.items():
         save_tensors(folder / f"round-{r:03d}.safetensors", state)
@@ -30,7 +33,10 @@ def load_run(folder: str | Path, *, weights: bool = True) -> DropNetResult:
         raise DataError(f"no DropNet run at {folder} (missing run.json)")
     meta = read_json(path)
     rounds = meta.pop("weight_rounds", [])
-    result = DropNetResult(**meta)
+    try:
+        result = DropNetResult(**meta)
+    except TypeError as e:
+        raise DataError(f"{path} is not a DropNet run record this version can read: {e}") from None
     if weights:
         result.initial = load_tensors(folder / "initial.safetensors")
         result.weights = {r: load_tensors(folder / f"round-{r:03d}.safetensors") for r in rounds}

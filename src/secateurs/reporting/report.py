@@ -60,12 +60,6 @@ def write_report(config: dict, results: dict, out: str | Path) -> Path:
     out = Path(out)
     panels: dict[str, list[dict]] = defaultdict(list)
     names = results["pool"]
-    index = {}
-    i = 0
-    for m, member in enumerate(config["pool"]):
-        for seed in member["seeds"]:
-            index[(m, seed)] = names[i]
-            i += 1
     for row in results["rounds"]:
         panels[config["pool"][row["member"]]["model"]].append(row)
     figures = [

@@ -29,6 +29,20 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        for name in ("lr", "momentum", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+        for name in ("batch_size", "max_epochs", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)):
+            raise ConfigError(f"patience must be an integer or None, got {self.patience!r}")
+        if not isinstance(self.restore_best, bool):
+            raise ConfigError(f"restore_best must be true or false, got {self.restore_best!r}")
+        if not isinstance(self.device, str) or not isinstance(self.optimizer, str):
+            raise ConfigError("device and optimizer must be strings")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not self.lr > 0:

@@ -1,0 +1,745 @@
+"""Train K networks of one architecture as one batched computation ("lockstep").
+
+Small networks waste a machine: a Model A step at batch 32 costs far more in per-step overhead
+(Python, autograd, the optimizer) than in arithmetic, and on a GPU it leaves the device idle.
+``StackedNetwork`` reads the traced graph of K structurally identical models, stacks each layer's
+tensors along a new first dimension (``(K, ...)``) and runs all K as one batched model: linear
+layers as batched matrix products (``baddbmm``; one wide ``addmm`` when all K see the same input),
+convolutions as one grouped convolution, pointwise ops and pooling on the stacked activations.
+
+``train_lockstep`` is ``trainer.train`` for K models at once, network by network the same thing:
+each model keeps its own data order (its own seeded generator; equal seeds share one order and the
+first layer becomes one wide product), its own slice of the optimizer state (elementwise optimizers
+on stacked parameters are per-network identical to separate ones, because each network's gradient
+is that of its own mean loss), and its own early stopping; a network that stops is removed from the
+stack (parameters and optimizer state are sliced), so it costs nothing afterwards.
+
+On CPU with deterministic kernels the K results equal K calls of ``train`` bit for bit for
+fully connected models (tested); grouped convolutions may round differently from single ones
+(~1e-7 relative per step). Supported: Linear, Conv2d (groups=1, zero padding), pointwise
+activations, pooling, Flatten, additions; more module types can be registered with
+``register_stacker``. BatchNorm (running statistics) and dropout (random masks per network) are
+not batched: ``LockstepUnsupported`` says so, and callers fall back to separate runs.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import fx, nn
+from torch.nn import functional as F
+
+from ..data.splits import DatasetSplits
+from ..errors import ConfigError, TrainingDiverged
+from .config import TrainConfig
+from .progress import progress_bar
+from .trainer import EpochRecord, TrainResult, make_optimizer, resolve_device
+
+LAYOUTS = ("shared", "kb", "bk")
+# Bytes that stacked evaluation may spend on one activation tensor (the chunk size follows):
+# small enough that activations stay in cache-sized, reused allocations instead of fresh pages.
+EVAL_MEMORY_BUDGET = 32 * 2**20
+
+
+class LockstepUnsupported(ConfigError):
+    """The model has an operation that the lockstep engine cannot batch exactly."""
+
+
+class LockstepDiverged(TrainingDiverged):
+    """Some networks diverged; the others finished. ``results[i]`` is None for a failed network
+    and ``failed[i]`` says why."""
+
+    def __init__(self, message: str, results: list[TrainResult | None], failed: dict[int, str]):
+        super().__init__(message)
+        self.results = results
+        self.failed = failed
+
+
+@dataclass
+class Stacked:
+    """An activation of K networks: ``shared`` (B, ...) is the same for all K (the input before any
+    parameter), ``kb`` is (K, B, ...), ``bk`` is (B, K, ...) (what grouped convolutions read)."""
+
+    t: torch.Tensor
+    layout: str
+
+    def kb(self, k: int) -> torch.Tensor:
+        """The (K, B, ...) view (an expanded view for a shared tensor)."""
+        if self.layout == "kb":
+            return self.t
+        if self.layout == "bk":
+            return self.t.transpose(0, 1)
+        return self.t.unsqueeze(0).expand(k, *self.t.shape)
+
+    def bk(self, k: int) -> torch.Tensor:
+        if self.layout == "bk":
+            return self.t
+        if self.layout == "kb":
+            return self.t.transpose(0, 1)
+        return self.t.unsqueeze(1).expand(self.t.shape[0], k, *self.t.shape[1:])
+
+
+class StackedOp(nn.Module):
+    """K copies of one module, their tensors (``names``) stacked along a new first dimension."""
+
+    def __init__(self, modules: Sequence[nn.Module], names: Sequence[str] = ()):
+        super().__init__()
+        self.tensor_names: list[str] = []
+        for name in names:
+            first = getattr(modules[0], name, None)
+            if first is None:
+                setattr(self, name, None)
+                continue
+            data = torch.stack([getattr(m, name).detach() for m in modules]).contiguous()
+            if isinstance(first, nn.Parameter):
+                self.register_parameter(name, nn.Parameter(data, requires_grad=first.requires_grad))
+            else:
+                self.register_buffer(name, data)
+            self.tensor_names.append(name)
+
+    def run(self, x: Stacked) -> Stacked:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def select(self, keep: torch.Tensor) -> dict[nn.Parameter, nn.Parameter]:
+        """Keep only the networks at positions ``keep``; returns old -> new parameters."""
+        mapping = {}
+        for name in self.tensor_names:
+            old = getattr(self, name)
+            data = old.detach().index_select(0, keep.to(old.device))
+            if isinstance(old, nn.Parameter):
+                new = nn.Parameter(data, requires_grad=old.requires_grad)
+                setattr(self, name, new)
+                mapping[old] = new
+            else:
+                setattr(self, name, data)
+        return mapping
+
+    @torch.no_grad()
+    def write_back(self, module: nn.Module, position: int) -> None:
+        for name in self.tensor_names:
+            getattr(module, name).copy_(getattr(self, name)[position])
+
+
+_STACKERS: dict[type, Callable[[Sequence[nn.Module]], StackedOp]] = {}
+
+
+def register_stacker(module_type: type):
+    """Decorator: ``factory(modules) -> StackedOp`` batches K modules of ``module_type``; the
+    tracer treats that type as a leaf."""
+
+    def wrap(factory):
+        _STACKERS[module_type] = factory
+        return factory
+
+    return wrap
+
+
+def _stacker_for(module: nn.Module):
+    for cls in type(module).__mro__:
+        if cls in _STACKERS:
+            return _STACKERS[cls]
+    return None
+
+
+class _BatchedLinear(torch.autograd.Function):
+    """y = x @ W^T + b per network, W stored (K, out, in) as nn.Linear stores it.
+
+    Measured on CPU (MKL): reading W through a transposed view is the fast layout for the forward
+    product and gives each network's ``F.linear`` bit for bit; autograd's own ``baddbmm`` backward
+    would return the weight gradient transposed (a copy per step), so it is computed here directly
+    in W's layout.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        wt = weight.transpose(1, 2)
+        return torch.bmm(x, wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, wt)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        gx = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        gb = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+@register_stacker(nn.Linear)
+class StackedLinear(StackedOp):
+    """Weights (K, out, in): one batched product for K networks (a shared input is broadcast
+    without a copy)."""
+
+    def __init__(self, modules: Sequence[nn.Module]):
+        super().__init__(modules, ("weight", "bias"))
+
+    def run(self, x: Stacked) -> Stacked:
+        t = x.kb(self.weight.shape[0])
+        if t.dim() != 3:
+            raise LockstepUnsupported("lockstep Linear layers need (N, features) inputs")
+        return Stacked(_BatchedLinear.apply(t, self.weight, self.bias), "kb")
+
+
+@register_stacker(nn.Conv2d)
+class StackedConv2d(StackedOp):
+    """Weights (K, out, in, kh, kw) run as one convolution with ``groups=K`` on (B, K*C, H, W)."""
+
+    channels_last: bool | None = None  # None: on CPU only (oneDNN's grouped kernels want it)
+
+    def __init__(self, modules: Sequence[nn.Module]):
+        m = modules[0]
+        if m.groups != 1 or m.padding_mode != "zeros":
+            raise LockstepUnsupported(
+                f"lockstep supports Conv2d with groups=1 and zero padding, got groups={m.groups}, "
+                f"padding_mode={m.padding_mode!r}"
+            )
+        super().__init__(modules, ("weight", "bias"))
+        self.stride, self.padding, self.dilation = m.stride, m.padding, m.dilation
+
+    def run(self, x: Stacked) -> Stacked:
+        k = self.weight.shape[0]
+        w = self.weight.flatten(0, 1)
+        b = None if self.bias is None else self.bias.flatten()
+        if x.layout == "shared":
+            y = F.conv2d(x.t, w, b, self.stride, self.padding, self.dilation, 1)
+        else:
+            t = x.bk(k)
+            if t.dim() != 5:
+                raise LockstepUnsupported("lockstep Conv2d layers need (N, C, H, W) inputs")
+            t = t.reshape(t.shape[0], -1, *t.shape[3:])
+            cl = self.channels_last if self.channels_last is not None else t.device.type == "cpu"
+            if cl:
+                t = t.contiguous(memory_format=torch.channels_last)
+            y = F.conv2d(t, w, b, self.stride, self.padding, self.dilation, k)
+        return Stacked(y.view(y.shape[0], k, -1, *y.shape[2:]), "bk")
+
+
+def _per_channel(fn: Callable[[torch.Tensor], torch.Tensor], x: Stacked) -> Stacked:
+    """Apply ``fn``, written for one network's (N, C, ...) tensors and acting on each sample and
+    channel alone (pooling), to K stacked networks: (K, B, C, ...) runs as (K*B, C, ...) and
+    (B, K, C, ...) as (B, K*C, ...), both views of the same memory (channels-last included)."""
+    if x.layout == "shared":
+        return Stacked(fn(x.t), "shared")
+    a, b, c = x.t.shape[:3]
+    if x.layout == "kb":
+        y = fn(x.t.reshape(a * b, *x.t.shape[2:]))
+        return Stacked(y.view(a, b, *y.shape[1:]), "kb")
+    y = fn(x.t.reshape(a, b * c, *x.t.shape[3:]))
+    return Stacked(y.view(a, b, c, *y.shape[2:]), "bk")
+
+
+def _flatten_stacked(x: Stacked) -> Stacked:
+    """Flatten each network's sample to (features,) in (C, H, W) order."""
+    if x.layout == "shared":
+        return Stacked(x.t.flatten(1), "shared")
+    return Stacked(x.t.flatten(2), x.layout)
+
+
+class StackedPointwise(StackedOp):
+    """A parameter-free module applied element by element (activations, Identity)."""
+
+    def __init__(self, modules: Sequence[nn.Module]):
+        super().__init__(modules)
+        object.__setattr__(self, "fn", modules[0])
+
+    def run(self, x: Stacked) -> Stacked:
+        return Stacked(self.fn(x.t), x.layout)
+
+
+class StackedPerChannel(StackedPointwise):
+    """A parameter-free module acting on each sample and channel on its own (pooling)."""
+
+    def run(self, x: Stacked) -> Stacked:
+        return _per_channel(self.fn, x)
+
+
+class StackedFlatten(StackedPointwise):
+    def run(self, x: Stacked) -> Stacked:
+        return _flatten_stacked(x)
+
+
+_POINTWISE_MODULES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Softplus,
+    nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Identity,
+)
+_PER_CHANNEL_MODULES = (
+    nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.MaxPool1d,
+    nn.AvgPool1d, nn.AdaptiveAvgPool1d,
+)
+for _cls in _POINTWISE_MODULES:
+    register_stacker(_cls)(StackedPointwise)
+for _cls in _PER_CHANNEL_MODULES:
+    register_stacker(_cls)(StackedPerChannel)
+
+
+@register_stacker(nn.Flatten)
+def _flatten(modules: Sequence[nn.Module]) -> StackedOp:
+    m = modules[0]
+    if m.start_dim != 1 or m.end_dim != -1:
+        raise LockstepUnsupported(f"lockstep supports Flatten(1, -1) only, got {m}")
+    return StackedFlatten(modules)
+
+
+@register_stacker(nn.Dropout)
+def _dropout(modules: Sequence[nn.Module]) -> StackedOp:
+    if modules[0].p != 0:
+        raise LockstepUnsupported(
+            "dropout draws its own random masks in each run; lockstep cannot reproduce them"
+        )
+    return StackedPointwise(modules)
+
+
+_POINTWISE_FUNCTIONS = {
+    F.relu, torch.relu, F.relu6, F.leaky_relu, F.elu, F.celu, F.selu, F.gelu, F.silu, F.softplus,
+    torch.tanh, F.tanh, torch.sigmoid, F.sigmoid, F.hardtanh, F.hardswish, F.hardsigmoid, F.mish,
+}
+_PER_CHANNEL_FUNCTIONS = {
+    F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d, F.max_pool1d,
+    F.avg_pool1d, F.adaptive_avg_pool1d,
+}
+_POINTWISE_METHODS = {"relu", "tanh", "sigmoid", "contiguous"}
+_BINARY = {
+    operator.add: torch.add, torch.add: torch.add, operator.sub: torch.sub, torch.sub: torch.sub,
+    operator.mul: torch.mul, torch.mul: torch.mul, operator.truediv: torch.div,
+}
+
+
+def _binary(fn, a, b) -> Stacked:
+    if not isinstance(a, Stacked):
+        a, b, fn = b, a, ((lambda u, v, f=fn: f(v, u)) if fn in (torch.sub, torch.div) else fn)
+    if not isinstance(b, Stacked):
+        return Stacked(fn(a.t, b), a.layout)
+    if a.layout == b.layout:
+        return Stacked(fn(a.t, b.t), a.layout)
+    if a.layout == "shared":
+        return Stacked(fn(a.t.unsqueeze(0 if b.layout == "kb" else 1), b.t), b.layout)
+    if b.layout == "shared":
+        return Stacked(fn(a.t, b.t.unsqueeze(0 if a.layout == "kb" else 1)), a.layout)
+    return Stacked(fn(a.t, b.t.transpose(0, 1)), a.layout)
+
+
+def _flatten_args(args, kwargs) -> tuple[int, int]:
+    start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
+    end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
+    return start, end
+
+
+class _LeafTracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return _stacker_for(m) is not None or super().is_leaf_module(m, qualname)
+
+
+def _trace(model: nn.Module) -> fx.Graph:
+    try:
+        return _LeafTracer().trace(model)
+    except Exception as exc:  # fx raises many types
+        raise LockstepUnsupported(
+            f"cannot trace {type(model).__name__} for lockstep ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class StackedNetwork(nn.Module):
+    """K models of one architecture as one module whose parameters are stacked ``(K, ...)``.
+
+    ``forward(x, layout)`` takes a shared batch (B, ...) or per-network batches (K, B, ...)
+    (``kb``) or (B, K, ...) (``bk``) and returns logits (K, B, classes). ``write_back`` copies each
+    network's slice into its model; ``select`` drops networks from the stack.
+    """
+
+    def __init__(self, models: Sequence[nn.Module]):
+        super().__init__()
+        if not models:
+            raise ConfigError("lockstep needs at least one model")
+        graph = _trace(models[0])
+        code = graph.python_code("self").src
+        for i, m in enumerate(models[1:], 1):
+            if _trace(m).python_code("self").src != code:
+                raise ConfigError(f"model {i} does not have the architecture of model 0")
+            shapes = {k: tuple(v.shape) for k, v in m.state_dict().items()}
+            if shapes != {k: tuple(v.shape) for k, v in models[0].state_dict().items()}:
+                raise ConfigError(f"model {i} has other tensor shapes than model 0")
+        self.k = len(models)
+        self.ops = nn.ModuleDict()
+        self._module_names: dict[str, str] = {}
+        self._program: list[tuple[fx.Node, Callable]] = []
+        self._output: fx.Node | None = None
+        self._input: fx.Node | None = None
+        self.input_layout = "kb"
+        covered: set[str] = set()
+        for node in graph.nodes:
+            self._compile(node, models, covered)
+        stateful = {
+            name for name, mod in models[0].named_modules()
+            if any(True for _ in mod.parameters(recurse=False))
+            or any(True for _ in mod.buffers(recurse=False))
+        }
+        missing = stateful - covered
+        if missing:
+            raise LockstepUnsupported(
+                f"lockstep reads parameters only through modules; {sorted(missing)[:3]} hold "
+                "tensors that forward uses another way"
+            )
+
+    # -- building ------------------------------------------------------------------------
+    def _compile(self, node: fx.Node, models: Sequence[nn.Module], covered: set[str]) -> None:
+        if node.op == "placeholder":
+            if self._input is not None:
+                raise LockstepUnsupported("lockstep models take exactly one input tensor")
+            self._input = node
+            return
+        if node.op == "output":
+            out = node.args[0]
+            if not isinstance(out, fx.Node):
+                raise LockstepUnsupported("lockstep models must return one tensor")
+            self._output = out
+            return
+        if node.op == "get_attr":
+            raise LockstepUnsupported(
+                f"forward reads the tensor {node.target!r} directly; lockstep needs modules"
+            )
+        if node.op == "call_module":
+            name = str(node.target)
+            module = models[0].get_submodule(name)
+            factory = _stacker_for(module)
+            if factory is None:
+                raise LockstepUnsupported(
+                    f"lockstep cannot batch {type(module).__name__} ({name!r}) exactly"
+                    + ("; BatchNorm keeps running statistics per network"
+                       if isinstance(module, nn.modules.batchnorm._BatchNorm) else "")
+                )
+            key = _key(name)
+            if key not in self.ops:
+                self.ops[key] = factory([m.get_submodule(name) for m in models])
+                self._module_names[key] = name
+                covered.add(name)
+                if isinstance(self.ops[key], StackedConv2d) and self.input_layout == "kb":
+                    self.input_layout = "bk"
+            op = self.ops[key]
+            self._program.append((node, lambda env, op=op, n=node: op.run(env[n.args[0]])))
+            return
+        self._program.append((node, self._function(node)))
+
+    def _function(self, node: fx.Node) -> Callable:
+        target, args, kwargs = node.target, node.args, node.kwargs
+
+        def arg(env, a):
+            return env[a] if isinstance(a, fx.Node) else a
+
+        def first_only(env) -> Stacked:
+            if any(isinstance(a, fx.Node) for a in list(args[1:]) + list(kwargs.values())):
+                raise LockstepUnsupported(f"{node.format_node()} takes several tensors")
+            return env[args[0]]
+
+        if node.op == "call_function" and target in _BINARY:
+            fn = _BINARY[target]
+            return lambda env: _binary(fn, arg(env, args[0]), arg(env, args[1]))
+        if node.op == "call_function" and target in _POINTWISE_FUNCTIONS or (
+            node.op == "call_method" and target in _POINTWISE_METHODS
+        ):
+            call = (lambda t: getattr(t, target)(*args[1:], **kwargs)) if node.op == "call_method" \
+                else (lambda t: target(t, *args[1:], **kwargs))
+            return lambda env: (lambda s: Stacked(call(s.t), s.layout))(first_only(env))
+        if node.op == "call_function" and target in _PER_CHANNEL_FUNCTIONS:
+            return lambda env: _per_channel(lambda t: target(t, *args[1:], **kwargs), first_only(env))
+        if (node.op == "call_function" and target is torch.flatten) or (
+            node.op == "call_method" and target == "flatten"
+        ):
+            start, end = _flatten_args(args, kwargs)
+            if start != 1 or end != -1:
+                raise LockstepUnsupported(f"lockstep supports flatten(x, 1) only: {node.format_node()}")
+            return lambda env: _flatten_stacked(first_only(env))
+        raise LockstepUnsupported(f"lockstep cannot batch {node.format_node()}")
+
+    # -- running -------------------------------------------------------------------------
+    def forward(
+        self,
+        x: torch.Tensor,
+        layout: str = "shared",
+        taps: dict[str, Callable[[torch.Tensor], None]] | None = None,
+    ) -> torch.Tensor:
+        """Logits (K, B, classes). ``taps`` maps module names to callbacks that receive that
+        module's output as a (K, B, ...) tensor (possibly a strided view)."""
+        if layout not in LAYOUTS:
+            raise ConfigError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        env: dict[fx.Node, Stacked] = {self._input: Stacked(x, layout)}
+        taps_by_node = {}
+        if taps:
+            for node, _ in self._program:
+                if node.op == "call_module" and str(node.target) in taps:
+                    taps_by_node[node] = taps[str(node.target)]
+        for node, step in self._program:
+            env[node] = step(env)
+            if node in taps_by_node:
+                taps_by_node[node](env[node].kb(self.k))
+        return env[self._output].kb(self.k)
+
+    def select(self, keep: Sequence[int]) -> dict[nn.Parameter, nn.Parameter]:
+        """Keep the networks at positions ``keep`` (in that order); old -> new parameters."""
+        index = torch.as_tensor(list(keep), dtype=torch.long)
+        mapping = {}
+        for op in self.ops.values():
+            mapping.update(op.select(index))
+        self.k = len(index)
+        return mapping
+
+    def write_back(self, model: nn.Module, position: int) -> None:
+        """Copy the network at ``position`` into ``model`` (same architecture)."""
+        for key, op in self.ops.items():
+            op.write_back(model.get_submodule(self._module_names[key]), position)
+
+    def slice_state(self, position: int) -> dict[str, torch.Tensor]:
+        """A copy of one network's tensors (keyed by stacked name), for ``load_slice``."""
+        return {k: v[position].detach().clone() for k, v in self.state_dict().items()}
+
+    @torch.no_grad()
+    def load_slice(self, position: int, state: dict[str, torch.Tensor]) -> None:
+        own = self.state_dict()
+        for k, v in state.items():
+            own[k][position].copy_(v)
+
+    @torch.no_grad()
+    def elements_per_sample(self, example: torch.Tensor) -> int:
+        """The largest activation of one sample of one network, in elements (for chunking)."""
+        largest = 0
+
+        def see(t: torch.Tensor) -> None:
+            nonlocal largest
+            largest = max(largest, t[0, 0].numel())
+
+        self.forward(example[:1], "shared", taps={self._module_names[k]: see for k in self.ops})
+        return max(largest, int(example[:1].numel()))
+
+
+def eval_chunk(k: int, elements_per_sample: int, batch_size: int, element_bytes: int = 4) -> int:
+    """Samples per stacked forward so that one activation of K networks fits the memory budget."""
+    per = max(1, k * elements_per_sample * element_bytes)
+    return max(1, min(batch_size, EVAL_MEMORY_BUDGET // per))
+
+
+@torch.no_grad()
+def evaluate_lockstep(
+    stacked: StackedNetwork,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 2048,
+    chunk: int | None = None,
+) -> list[tuple[float, float]]:
+    """Per network (mean cross-entropy, accuracy) on the shared ``(x, y)``, in eval mode.
+
+    Losses are summed per ``batch_size`` block exactly as ``trainer.evaluate`` does (so they agree
+    bit for bit when the logits do); ``chunk`` bounds how many samples are pushed at once.
+    """
+    was_training = stacked.training
+    stacked.eval()
+    device = next(stacked.parameters()).device
+    k = stacked.k
+    chunk = chunk or batch_size
+    loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
+    correct = torch.zeros(k, dtype=torch.int64, device=device)
+    for i in range(0, len(y), batch_size):
+        yb = y[i : i + batch_size].to(device, non_blocking=True)
+        parts = [
+            stacked(x[j : min(j + chunk, i + batch_size)].to(device, non_blocking=True))
+            for j in range(i, min(i + batch_size, len(y)), chunk)
+        ]
+        logits = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+        for net in range(k):
+            loss_sum[net] += F.cross_entropy(logits[net], yb, reduction="sum").double()
+        correct += (logits.argmax(2) == yb).sum(1)
+    stacked.train(was_training)
+    n = max(len(y), 1)
+    return [(s / n, c / n) for s, c in zip(loss_sum.tolist(), correct.tolist(), strict=True)]
+
+
+def _optimizer(stacked: StackedNetwork, config: TrainConfig) -> torch.optim.Optimizer:
+    """``make_optimizer``'s optimizer for the stacked parameters; SGD runs its multi-tensor path
+    (the same elementwise operations as the per-tensor loop, in one call)."""
+    optimizer = make_optimizer(stacked, config)
+    if isinstance(optimizer, torch.optim.SGD):
+        for group in optimizer.param_groups:
+            group["foreach"] = True
+    return optimizer
+
+
+def _rebuild_optimizer(
+    old: torch.optim.Optimizer, stacked: StackedNetwork, config: TrainConfig,
+    mapping: dict[nn.Parameter, nn.Parameter], keep: torch.Tensor, k_old: int,
+) -> torch.optim.Optimizer:
+    """A new optimizer for the sliced parameters carrying the kept networks' state."""
+    new = _optimizer(stacked, config)
+    for p_old, p_new in mapping.items():
+        state = old.state.get(p_old)
+        if not state:
+            continue
+        new.state[p_new] = {
+            name: (
+                v.index_select(0, keep.to(v.device))
+                if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == k_old
+                else v
+            )
+            for name, v in state.items()
+        }
+    return new
+
+
+def _batches(perms: torch.Tensor, batch_size: int, layout: str) -> list[torch.Tensor]:
+    """Each step's sample indices, flattened in the order the stacked input needs: network-major
+    for ``kb`` ((K, B) -> K*B), sample-major for ``bk``. One copy per epoch; steps are views."""
+    k, n = perms.shape
+    steps, rest = divmod(n, batch_size)
+    parts = []
+    if steps:
+        main = perms[:, : steps * batch_size].view(k, steps, batch_size)
+        main = (main.transpose(0, 1) if layout == "kb" else main.permute(1, 2, 0)).contiguous()
+        parts = list(main.view(steps, -1))
+    if rest:
+        tail = perms[:, steps * batch_size :]
+        parts.append((tail if layout == "kb" else tail.t()).reshape(-1))
+    return parts
+
+
+def train_lockstep(
+    models: Sequence[nn.Module],
+    data: DatasetSplits,
+    config: TrainConfig | None = None,
+    *,
+    seeds: Sequence[int],
+    progress: bool = False,
+    description: str = "lockstep",
+) -> list[TrainResult]:
+    """Train K models of one architecture in place, as ``[train(m, data, config, seed=s)]`` would.
+
+    Each model gets the data order of ``seeds[i]``; when all seeds are equal the K networks read
+    the same batches. Raises ``LockstepUnsupported`` for models it cannot batch exactly, and
+    ``LockstepDiverged`` (after finishing the others) when some networks' loss became NaN or
+    infinite.
+    """
+    config = config or TrainConfig()
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != len(models):
+        raise ConfigError(f"{len(models)} models but {len(seeds)} seeds; give one seed per model")
+    device = resolve_device(config.device)
+    for m in models:
+        m.to(device)
+    stacked = StackedNetwork(models).to(device)
+    k = len(models)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    x_val, y_val = data.x_val, data.y_val
+    n = len(y_train)
+    if n == 0:
+        raise ConfigError("the training split is empty")
+    sample = x_train.shape[1:]
+    shared = len(set(seeds)) == 1
+    layout = "shared" if shared else stacked.input_layout
+    generators = [torch.Generator().manual_seed(s) for s in (seeds[:1] if shared else seeds)]
+    chunk = eval_chunk(k, stacked.elements_per_sample(x_train[:1]), config.eval_batch_size)
+    optimizer = _optimizer(stacked, config)
+    results: list[TrainResult | None] = [TrainResult() for _ in range(k)]
+    best_loss = [math.inf] * k
+    bad_epochs = [0] * k
+    best_state: list[dict | None] = [None] * k
+    failed: dict[int, str] = {}
+    active = list(range(k))  # model index of each stacked position
+    bs = config.batch_size
+
+    def finish(position: int, model_index: int) -> None:
+        if config.restore_best and best_state[model_index] is not None:
+            stacked.load_slice(position, best_state[model_index])
+        stacked.write_back(models[model_index], position)
+
+    with progress_bar(progress) as bar:
+        task = bar.add_task(description, total=config.max_epochs, info="")
+        for epoch in range(1, config.max_epochs + 1):
+            stacked.train()
+            ka = len(active)
+            losses_seen, predictions = [], []
+            if shared:
+                perm = torch.randperm(n, generator=generators[0]).to(device)
+                xs, ys = x_train[perm], y_train[perm]
+                batches = [(xs[i : i + bs], ys[i : i + bs]) for i in range(0, n, bs)]
+            else:
+                perms = torch.stack([torch.randperm(n, generator=generators[i]) for i in active])
+                rows = _batches(perms.to(device), bs, layout)
+                batches = [(r, y_train.index_select(0, r)) for r in rows]
+            for xb, yb in batches:
+                b = len(yb) // (1 if shared else ka)
+                if shared:
+                    logits = stacked(xb, "shared")
+                    target = yb.repeat(ka)
+                else:
+                    xb = x_train.index_select(0, xb)
+                    if layout == "kb":
+                        logits = stacked(xb.view(ka, b, *sample), "kb")
+                        target = yb
+                    else:
+                        logits = stacked(xb.view(b, ka, *sample), "bk")
+                        target = yb.view(b, ka).t().reshape(-1)
+                # The sum of per-network mean losses: each network's gradient is its own loss's.
+                losses = F.cross_entropy(logits.reshape(ka * b, -1), target, reduction="none")
+                optimizer.zero_grad(set_to_none=True)
+                (losses.sum() / b).backward()
+                optimizer.step()
+                losses_seen.append(losses.detach().view(ka, b))
+                predictions.append(logits.detach().argmax(2) == target.view(ka, b))
+            train_losses = [v / n for v in torch.cat(losses_seen, 1).sum(1).tolist()]
+            train_accs = [c / n for c in torch.cat(predictions, 1).sum(1).tolist()]
+            val = evaluate_lockstep(stacked, x_val, y_val, config.eval_batch_size, chunk)
+            stopped = []
+            for pos, i in enumerate(active):
+                if not math.isfinite(train_losses[pos]):
+                    failed[i] = (
+                        f"training diverged at epoch {epoch}: the loss is {train_losses[pos]}; "
+                        f"try a smaller learning rate (now {config.lr})"
+                    )
+                    stopped.append(pos)
+                    continue
+                result = results[i]
+                val_loss, val_acc = val[pos]
+                result.history.append(
+                    EpochRecord(epoch, train_losses[pos], train_accs[pos], val_loss, val_acc)
+                )
+                result.epochs = epoch
+                if val_loss < best_loss[i]:
+                    best_loss[i], bad_epochs[i], result.best_epoch = val_loss, 0, epoch
+                    if config.restore_best:
+                        best_state[i] = stacked.slice_state(pos)
+                else:
+                    bad_epochs[i] += 1
+                if config.patience is not None and bad_epochs[i] >= config.patience:
+                    result.stopped_early = True
+                    stopped.append(pos)
+            bar.update(task, advance=1, info=f"{ka - len(stopped)} of {k} networks training")
+            if epoch == config.max_epochs:
+                break
+            if stopped:
+                for pos in stopped:
+                    finish(pos, active[pos])
+                keep = [p for p in range(ka) if p not in set(stopped)]
+                if not keep:
+                    active = []
+                    break
+                mapping = stacked.select(keep)
+                index = torch.tensor(keep, dtype=torch.long)
+                optimizer = _rebuild_optimizer(optimizer, stacked, config, mapping, index, ka)
+                active = [active[p] for p in keep]
+    for pos, i in enumerate(active):
+        finish(pos, i)
+    if failed:
+        for i in failed:
+            results[i] = None
+        first = min(failed)
+        raise LockstepDiverged(
+            f"{len(failed)} of {k} networks diverged (network {first}: {failed[first]})",
+            results, failed,
+        )
+    return results  # type: ignore[return-value]

@@ -1,0 +1,14 @@
+"""One torch thread for the lockstep tests: the machine is shared, and timings do not matter here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="package")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,272 @@
+"""DropNet runs in lockstep against the same runs one after another (``DropNet.run``): the same
+dropped units in every round, the same number of rounds and the same accuracies (to float
+rounding), plus the pieces: compaction of dead units, batched scores, choice, fallbacks, the study
+driver and the command line."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from secateurs.cli.main import main
+from secateurs.experiments.prune_study import run_prune_study
+from secateurs.pruning import PAPER_METRICS, DropNet, DropNetConfig, get_metric
+from secateurs.pruning.importance import activation_stats, unit_scores
+from secateurs.pruning.lockstep import (
+    LockstepDropNet,
+    LockstepFallback,
+    compact_copy,
+    compaction_plan,
+    expand_into,
+    lockstep_activation_stats,
+    run_dropnet_lockstep,
+    scores_from_stats,
+)
+from secateurs.training import TrainConfig
+
+FC = "model-a:widths=20-20"
+# Accuracies may differ by float rounding in the batched kernels; on these small runs they agree
+# to the last sample. Losses to a relative 1e-5.
+ACC_TOL = 1e-9
+LOSS_RTOL = 1e-5
+
+
+def config(metric="minimum", **kw) -> DropNetConfig:
+    train = TrainConfig(max_epochs=kw.pop("epochs", 2), patience=kw.pop("patience", 1))
+    return DropNetConfig(metric=metric, fraction=kw.pop("fraction", 0.3),
+                         until=kw.pop("until", 0.35), train=train, **kw)
+
+
+def assert_same_runs(separate, lockstep):
+    for a, b in zip(separate, lockstep, strict=True):
+        assert (a.metric, a.seed) == (b.metric, b.seed)
+        assert a.dropped == b.dropped, f"{a.metric} seed {a.seed}: other units dropped"
+        assert len(a.rounds) == len(b.rounds) and a.stop_reason == b.stop_reason
+        for ra, rb in zip(a.rounds, b.rounds, strict=True):
+            for key in ("round", "remaining", "units", "params", "macs", "widths", "epochs"):
+                assert ra[key] == rb[key], key
+            for split in ("train", "val", "test"):
+                assert ra[f"{split}_acc"] == pytest.approx(rb[f"{split}_acc"], abs=ACC_TOL)
+                assert ra[f"{split}_loss"] == pytest.approx(rb[f"{split}_loss"], rel=LOSS_RTOL)
+        for r in a.weights:
+            for k in a.weights[r]:
+                assert torch.allclose(a.weights[r][k], b.weights[r][k], atol=1e-5), (r, k)
+
+
+@pytest.fixture(scope="module")
+def paper_runs():
+    # seed 1 prunes faster: runs of one batch stop after different numbers of rounds
+    return [(config(m, fraction=0.3 + 0.2 * s), s) for m in PAPER_METRICS for s in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def separate(digits, paper_runs):
+    return [DropNet(FC, digits, cfg, seed=s).run() for cfg, s in paper_runs]
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_lockstep_runs_are_the_separate_runs(digits, paper_runs, separate, compact):
+    finished = []
+    results = run_dropnet_lockstep(
+        FC, digits, paper_runs, compact=compact, on_finish=lambda i, r: finished.append(i)
+    )
+    assert sorted(finished) == list(range(len(paper_runs)))
+    assert len({len(r.rounds) for r in results}) > 1, "runs stopping at other rounds: not tested"
+    assert_same_runs(separate, results)
+
+
+def test_shared_order_equals_separate_runs_with_that_order(digits):
+    runs = [(config("minimum"), 0), (config("random_layer"), 1)]
+
+    class SharedOrder(DropNet):
+        def train_round(self, progress=False):
+            from secateurs.training import train
+
+            return train(self.masked, self.data, self.config.train, seed=9 * 100_003 + self.round,
+                         progress=False)
+
+    expected = [SharedOrder(FC, digits, cfg, seed=s).run() for cfg, s in runs]
+    assert_same_runs(expected, run_dropnet_lockstep(FC, digits, runs, order_seed=9))
+
+
+def test_conv_runs_reproduce_the_separate_runs(digits):
+    runs = [(config(m, until=0.5, epochs=2), s) for m in ("minimum", "maximum_layer") for s in (0, 1)]
+    spec = "model-b:widths=6-6"
+    separate = [DropNet(spec, digits, cfg, seed=s).run() for cfg, s in runs]
+    assert_same_runs(separate, run_dropnet_lockstep(spec, digits, runs))
+
+
+def test_other_criteria_reset_policies_and_the_oracle(digits):
+    runs = [
+        (config("apoz", reset="continue"), 0),
+        (config("magnitude_layer", reset="random"), 1),
+        (config("oracle", one_per_round=True, until=None, max_rounds=2), 0),
+        (config("minimum", one_per_round=True, until=None, max_rounds=2, score_samples=300), 0),
+        (config("minimum", epochs=3, patience=None), 2),  # other training settings: own batch
+    ]
+    separate = [DropNet(FC, digits, cfg, seed=s).run() for cfg, s in runs]
+    assert_same_runs(separate, run_dropnet_lockstep(FC, digits, runs, group_size=2))
+
+
+def test_a_model_the_engine_cannot_batch_falls_back_to_separate_runs(digits):
+    spec = "vgg11:scale=0.05,hidden=8"
+    runs = [(config("minimum", until=0.8, epochs=1), s) for s in (0, 1)]
+    with pytest.warns(LockstepFallback, match="BatchNorm"):
+        results = run_dropnet_lockstep(spec, digits, runs)
+    separate = [DropNet(spec, digits, cfg, seed=s).run() for cfg, s in runs]
+    for a, b in zip(separate, results, strict=True):  # the very same computation: bit for bit
+        assert a.dropped == b.dropped
+        for ra, rb in zip(a.rounds, b.rounds, strict=True):
+            assert {**ra, "seconds": 0} == {**rb, "seconds": 0}
+
+
+# -- the pieces ---------------------------------------------------------------------------------
+def pruned_nets(digits, spec, seeds, drops):
+    """DropNet runs with some units dropped by hand (seeded), trained briefly."""
+    nets = []
+    gen = torch.Generator().manual_seed(0)
+    for seed, drop in zip(seeds, drops, strict=True):
+        net = LockstepDropNet(spec, digits, config(), seed=seed)
+        masks = net.masked.get_masks()
+        for m in masks.values():
+            idx = torch.randperm(len(m), generator=gen)[: int(drop * len(m))]
+            m[idx] = False
+        net.masked.set_masks(masks)
+        with torch.no_grad():
+            for p in net.masked.parameters():
+                p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+        nets.append(net)
+    return nets
+
+
+@pytest.mark.parametrize("spec", [FC, "model-c:widths=6-8-6-8,hidden=9"])
+def test_compact_copies_compute_what_the_masked_networks_compute(digits, spec):
+    nets = pruned_nets(digits, spec, [0, 1, 2], [0.7, 0.5, 0.8])
+    masked = [n.masked for n in nets]
+    plans = compaction_plan(masked)
+    for layer in masked[0].layers:
+        alive = [int(m.get_masks()[layer].sum()) for m in masked]
+        widths = {len(p[layer]) for p in plans}
+        assert widths == {max(alive)}, "every network gets the batch's largest alive count"
+        for m, p in zip(masked, plans, strict=True):
+            kept = set(p[layer].tolist())
+            assert set(m.get_masks()[layer].nonzero().flatten().tolist()) <= kept
+    x = digits.x_test[:50]
+    for m, p in zip(masked, plans, strict=True):
+        small = compact_copy(m, p)
+        assert sum(q.numel() for q in small.parameters()) < sum(q.numel() for q in m.parameters())
+        with torch.no_grad():
+            assert torch.allclose(small(x), m(x), atol=1e-5)
+
+
+def test_expand_into_writes_only_the_compacted_units_back(digits):
+    (net,) = pruned_nets(digits, FC, [0], [0.5])
+    masked = net.masked
+    (plan,) = compaction_plan([masked])
+    small = compact_copy(masked, plan)
+    before = {k: v.clone() for k, v in masked.net.state_dict().items()}
+    with torch.no_grad():
+        for p in small.parameters():
+            p.fill_(7.0)
+    expand_into(small, masked, plan)
+    first, second = masked.layers
+    rows, cols = plan[second], plan[first]
+    w = masked.net.get_submodule(second).weight
+    changed = w != before[f"{second}.weight"]
+    expected = torch.zeros_like(changed)
+    expected[rows[:, None], cols[None, :]] = True
+    assert torch.equal(changed, expected)
+    assert (w[rows[:, None], cols[None, :]] == 7.0).all()
+
+
+def test_batched_scores_equal_each_networks_scores(digits):
+    nets = pruned_nets(digits, "model-b:widths=6-6", [0, 1, 2], [0.5, 0.3, 0.6])
+    masked = [n.masked for n in nets]
+    plans = compaction_plan(masked)
+    modules = [compact_copy(m, p) for m, p in zip(masked, plans, strict=True)]
+    for kwargs in ({}, {"modules": modules, "plans": plans}):
+        stats = lockstep_activation_stats(masked, digits.x_train, samples=500, batch_size=128,
+                                          **kwargs)
+        for m, st in zip(masked, stats, strict=True):
+            ref = activation_stats(m, digits.x_train, samples=500, batch_size=128)
+            assert st.samples == ref.samples == 500
+            for layer in m.layers:
+                assert torch.allclose(st.mean_abs[layer], ref.mean_abs[layer], rtol=1e-5, atol=1e-7)
+                assert torch.allclose(st.apoz[layer], ref.apoz[layer], atol=1e-6)
+            for criterion in ("activation", "negative_activation", "apoz"):
+                got = scores_from_stats(criterion, st)
+                want = unit_scores(criterion, m, digits.x_train, samples=500, batch_size=128)
+                for layer in m.layers:
+                    assert torch.allclose(got[layer], want[layer], rtol=1e-5, atol=1e-6)
+
+
+def test_choose_with_batched_scores_is_dropnet_choose(digits):
+    for metric in ("minimum", "maximum_layer", "apoz"):
+        (net,) = pruned_nets(digits, FC, [3], [0.4])
+        net.config = config(metric)
+        net.metric = get_metric(metric)
+        state = net.generator.get_state()
+        expected = DropNet.choose(net)
+        net.generator.set_state(state)
+        (stats,) = lockstep_activation_stats([net.masked], digits.x_train, batch_size=2048)
+        net.pending_scores = scores_from_stats(net.metric.criterion, stats)
+        assert net.choose() == expected
+        assert net.pending_scores is None
+
+
+# -- the study and the command line --------------------------------------------------------------
+def test_study_uses_lockstep_saves_runs_as_they_finish_and_resumes(digits, tmp_path, monkeypatch):
+    out = tmp_path / "study"
+    cfg = config(until=0.5)
+    import secateurs.experiments.prune_study as study_module
+
+    calls = []
+    original = study_module.run_dropnet_lockstep
+
+    def spy(*args, **kwargs):
+        calls.append(len(args[2]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(study_module, "run_dropnet_lockstep", spy)
+    first = run_prune_study(FC, digits, ["minimum", "random"], [0, 1], cfg, out=out,
+                            progress=False)
+    assert calls == [4]
+    plain = run_prune_study(FC, digits, ["minimum", "random"], [0, 1], cfg, progress=False,
+                            lockstep=False)
+    assert calls == [4]
+    assert_same_runs(plain.runs, first.runs)
+    for metric in ("minimum", "random"):
+        for seed in (0, 1):
+            assert (out / "runs" / f"{metric}-seed{seed}" / "run.json").is_file()
+    # only the lost run is trained again (alone: lockstep needs two runs)
+    import shutil
+
+    shutil.rmtree(out / "runs" / "random-seed1")
+    again = run_prune_study(FC, digits, ["minimum", "random", "minimum_layer"], [0, 1], cfg,
+                            out=tmp_path / "other", progress=False)
+    assert calls == [4, 6]
+    resumed = run_prune_study(FC, digits, ["minimum", "random"], [0, 1], cfg, out=out,
+                              progress=False)
+    assert calls == [4, 6]  # one run to do: trained alone
+    assert [(r.metric, r.seed) for r in resumed.runs] == [
+        ("minimum", 0), ("minimum", 1), ("random", 0), ("random", 1)
+    ]
+    assert resumed.runs[3].dropped == first.runs[3].dropped
+    assert again.runs[3].dropped == first.runs[3].dropped
+
+
+def test_prune_command_takes_lockstep_flags(tmp_path, capsys):
+    base = ["prune", "--model", "model-a:widths=8-6", "--dataset", "digits", "--fraction", "0.3",
+            "--epochs", "1", "--until", "0.5", "--metric", "minimum", "--seeds", "2", "--json"]
+    outs = {}
+    for flag in ("--lockstep", "--no-lockstep"):
+        out = tmp_path / flag.strip("-")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert main([*base, flag, "--out", str(out)]) == 0
+        assert json.loads(capsys.readouterr().out)["out"] == str(out)
+        outs[flag] = (out / "dropped.csv").read_text()
+    assert outs["--lockstep"] == outs["--no-lockstep"]
