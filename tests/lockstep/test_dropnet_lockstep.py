@@ -5,6 +5,7 @@ driver and the command line."""
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 
@@ -22,10 +23,11 @@ from secateurs.pruning.lockstep import (
     compaction_plan,
     expand_into,
     lockstep_activation_stats,
+    measure_splits,
     run_dropnet_lockstep,
     scores_from_stats,
 )
-from secateurs.training import TrainConfig
+from secateurs.training import TrainConfig, TrainResult, split_metrics
 
 FC = "model-a:widths=20-20"
 # Accuracies may differ by float rounding in the batched kernels; on these small runs they agree
@@ -109,6 +111,63 @@ def test_other_criteria_reset_policies_and_the_oracle(digits):
     ]
     separate = [DropNet(FC, digits, cfg, seed=s).run() for cfg, s in runs]
     assert_same_runs(separate, run_dropnet_lockstep(FC, digits, runs, group_size=2))
+
+
+@pytest.mark.parametrize("option", ["step_bytes", "momentum", "restore_best"])
+def test_rounds_in_sub_batches_and_stateful_training_reproduce_the_separate_runs(digits, option):
+    train = {"momentum": {"momentum": 0.5, "lr": 0.05}, "restore_best": {"restore_best": True}}
+    kwargs = train.get(option, {})
+    runs = [
+        (DropNetConfig(metric=m, fraction=0.3, until=0.4,
+                       train=TrainConfig(max_epochs=3, patience=1, **kwargs)), s)
+        for m in ("minimum", "random_layer") for s in (0, 1)
+    ]
+    separate = [DropNet(FC, digits, cfg, seed=s).run() for cfg, s in runs]
+    step_bytes = 1 if option == "step_bytes" else None  # every run in its own sub-batch
+    assert_same_runs(separate, run_dropnet_lockstep(FC, digits, runs, step_bytes=step_bytes))
+
+
+def test_measured_splits_and_statistics_are_each_networks_own(digits):
+    nets = pruned_nets(digits, "model-b:widths=6-6", [0, 1], [0.5, 0.3])
+    masked = [n.masked for n in nets]
+    plans = compaction_plan(masked)
+    modules = [compact_copy(m, p) for m, p in zip(masked, plans, strict=True)]
+    metrics, stats = measure_splits(masked, digits, modules=modules, plans=plans, stats_for=[1],
+                                    zeros_needed=True)
+    assert set(stats) == {1}
+    for m, got in zip(masked, metrics, strict=True):
+        want = split_metrics(m, digits)
+        assert set(got) == set(want)
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+    ref = activation_stats(masked[1], digits.x_train)
+    for layer in masked[1].layers:
+        assert torch.allclose(stats[1].mean_abs[layer], ref.mean_abs[layer], rtol=1e-5, atol=1e-7)
+        assert torch.allclose(stats[1].apoz[layer], ref.apoz[layer], atol=1e-6)
+
+
+def test_record_with_batched_metrics_is_dropnet_record(digits):
+    (net,) = pruned_nets(digits, FC, [4], [0.3])
+    net.config = DropNetConfig(metric="minimum", kappa=0.99, until=None, train=TrainConfig())
+    twin = copy.deepcopy(net)
+    result = TrainResult(epochs=3)
+    expected = DropNet.record(twin, result, 1.5)
+    (metrics,), _ = measure_splits([net.masked], digits)
+    net.pending_metrics = metrics
+    data = net.data
+    row = net.record(result, 1.5)
+    assert net.pending_metrics is None and net.data is data  # the stand-in is gone
+    assert set(row) == set(expected)
+    for key, value in expected.items():
+        if isinstance(value, float):
+            assert row[key] == pytest.approx(value, rel=1e-5), key
+        else:
+            assert row[key] == value, key
+    assert net.weights.keys() == twin.weights.keys()
+    # the stop rule reads the batch's figures: a validation accuracy below kappa x unpruned stops
+    net.pending_metrics = {**metrics, "val_acc": 0.0}
+    net.record(result)
+    assert net.stop_reason is not None and "kappa" in net.stop_reason
 
 
 def test_a_model_the_engine_cannot_batch_falls_back_to_separate_runs(digits):

@@ -66,7 +66,7 @@ def test_every_layout_gives_each_models_own_logits(spec):
         assert torch.allclose(shared[i], n(x[0]), atol=1e-6)
 
 
-def test_fully_connected_logits_are_bitwise_those_of_each_model():
+def test_fully_connected_logits_agree_to_float_rounding():
     gen = torch.Generator().manual_seed(1)
     nets = masked_models("model-a:widths=20-20", (1, 8, 8), 4, gen)
     stacked = StackedNetwork([n.net for n in nets])
@@ -75,8 +75,9 @@ def test_fully_connected_logits_are_bitwise_those_of_each_model():
         out = stacked(x, "kb")
         shared = stacked(x[0], "shared")
         for i, n in enumerate(nets):
-            assert torch.equal(out[i], n(x[i]))
-            assert torch.equal(shared[i], n(x[0]))
+            scale = n(x[i]).abs().max()
+            assert (out[i] - n(x[i])).abs().max() <= 1e-6 * scale
+            assert (shared[i] - n(x[0])).abs().max() <= 1e-6 * scale
 
 
 def test_taps_see_each_networks_masked_activations():

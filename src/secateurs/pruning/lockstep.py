@@ -1,20 +1,24 @@
-"""DropNet runs in lockstep: many runs of one architecture trained round by round as one batch.
+"""DropNet runs in lockstep: many runs of one architecture trained round by round as batches.
 
 Each run is an ordinary ``DropNet`` (same construction, seeds, ``record``, ``prune_step``,
-``reset`` and selection); only its training and its activation scores are computed together with
-the other runs' by ``training.lockstep``. So the K trajectories are those of K separate runs, up to
-floating-point reassociation in batched kernels (see docs/lockstep.md for the tolerance).
+``reset`` and ``select``); only its training, its measurements and its activation scores are
+computed together with the other runs' by ``training.lockstep``. So the K trajectories are those
+of K separate runs, up to floating-point reassociation in batched kernels (docs/lockstep.md).
 
-Two things make a lockstep round cheaper than K separate rounds:
+What makes a lockstep round cheaper than K separate rounds:
 
-- the K networks run as one batched model (``StackedNetwork``), which removes the per-step overhead
+- the runs train as one batched model (``StackedNetwork``), which removes the per-step overhead
   that dominates small networks on a CPU and fills a GPU;
-- ``compact``: units that every network of the batch has dropped are not computed at all. Each
+- ``compact``: units that every network of a batch has dropped are not computed at all. Each
   round the layers shrink to the largest number of units still alive in any network of the batch
   (dead units pad the others; they output exactly zero and get zero gradients), and the trained
   weights are scattered back into the full-width networks afterwards. Dropped units never change
   in a separate run either (their gradients are exactly zero), so this changes only the order of
-  floating-point sums. It is off when weight decay is on (decay does move dropped weights).
+  floating-point sums. It is off when weight decay is on (decay does move dropped weights);
+- every split is measured for all runs in one stacked pass per split, in cache-sized chunks, and
+  the pass over the training split also collects the activation scores;
+- on CPU, a round trains in sub-batches whose activations stay in cache (``step_bytes``), runs of
+  similar widths together.
 
 Oracle runs and models the engine cannot batch (BatchNorm, dropout) run one after another, as
 ``DropNet.run`` does, with a warning saying why.
@@ -23,7 +27,9 @@ Oracle runs and models the engine cannot batch (BatchNorm, dropout) run one afte
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,16 +46,21 @@ from ..training.lockstep import (
     StackedNetwork,
     StackedOp,
     eval_chunk,
+    evaluate_lockstep,
     register_stacker,
     train_lockstep,
 )
-from ..training.trainer import resolve_device
+from ..training.trainer import TrainResult, resolve_device
 from .dropnet import DropNet, DropNetConfig, DropNetResult
 from .importance import ActivationStats, scores_from_stats
 from .masks import MaskedNetwork, UnitMask
 
 # Criteria whose scores need a pass over the training data (batched here); the others are cheap.
 BATCHED_CRITERIA = ("activation", "negative_activation", "apoz")
+# On CPU, a training step's largest activation (all networks of a sub-batch together) should stay
+# in cache: measured on Model B / CIFAR-10, two networks per step (2 x 8 MiB) train 1.4x faster
+# than separate runs, four (33 MiB) no faster.
+CPU_STEP_BYTES = 16 * 2**20
 
 
 class LockstepFallback(UserWarning):
@@ -72,37 +83,51 @@ class StackedUnitMask(StackedOp):
 
 
 # --------------------------------------------------------------------- compacting dead units
-def compaction_plan(nets: Sequence[MaskedNetwork]) -> list[dict[str, torch.Tensor]]:
-    """Per network, the original unit indices each compactable layer keeps this round.
+def _alive_union(net: MaskedNetwork, group: tuple[str, ...]) -> torch.Tensor:
+    masks = net.get_masks()
+    union = torch.zeros(net.widths[group[0]], dtype=torch.bool)
+    for layer in group:
+        union |= masks[layer].cpu()
+    return union
 
-    A coupled group (layers whose channels meet in an addition) keeps, per network, the units alive
-    in any of its layers, padded with dead units up to the largest count in the batch, so that all
-    networks have the same widths. Groups whose channels reach an op that channel flow does not
-    understand, or whose tails hold parameters (BatchNorm), keep their full width.
-    """
+
+def needed_widths(nets: Sequence[MaskedNetwork]) -> dict[tuple[str, ...], int]:
+    """Per compactable group of layers (a coupled group shares its channels), the largest number
+    of units alive in any of ``nets``; groups at full width, whose channels reach an op that
+    channel flow does not understand, or whose tails hold parameters (BatchNorm) are left out."""
     first = nets[0]
     flow = first.flow
-    plans: list[dict[str, torch.Tensor]] = [{} for _ in nets]
+    widths = {}
     for group in flow.groups():
         if flow.barrier_reasons(group[0]) or any(_tail_has_state(first, x) for x in group):
             continue
-        alive = []
-        for net in nets:
-            masks = net.get_masks()
-            union = torch.zeros(first.widths[group[0]], dtype=torch.bool)
-            for layer in group:
-                union |= masks[layer].cpu()
-            alive.append(union)
-        width = max(int(a.sum()) for a in alive)
-        if width == len(alive[0]):
-            continue
-        for plan, union in zip(plans, alive, strict=True):
-            dead = (~union).nonzero().flatten()
-            keep = torch.cat([union.nonzero().flatten(), dead[: width - int(union.sum())]])
-            index = keep.sort().values
-            for layer in group:
-                plan[layer] = index
-    return plans
+        width = max(int(_alive_union(net, group).sum()) for net in nets)
+        if width < first.widths[group[0]]:
+            widths[group] = width
+    return widths
+
+
+def plan_for(net: MaskedNetwork, widths: dict[tuple[str, ...], int]) -> dict[str, torch.Tensor]:
+    """The original unit indices each compacted layer of ``net`` keeps: its alive units (alive in
+    any layer of a coupled group), padded with dead ones up to ``widths``, in index order."""
+    plan = {}
+    for group, width in widths.items():
+        union = _alive_union(net, group)
+        alive = int(union.sum())
+        if alive > width:
+            raise ValueError(f"{group}: {alive} units alive, more than the width {width}")
+        dead = (~union).nonzero().flatten()
+        index = torch.cat([union.nonzero().flatten(), dead[: width - alive]]).sort().values
+        for layer in group:
+            plan[layer] = index
+    return plan
+
+
+def compaction_plan(nets: Sequence[MaskedNetwork]) -> list[dict[str, torch.Tensor]]:
+    """Per network, the original unit indices each compactable layer keeps, all networks padded
+    to the same widths (the largest alive count in the batch)."""
+    widths = needed_widths(nets)
+    return [plan_for(net, widths) for net in nets]
 
 
 def _tail_has_state(masked: MaskedNetwork, layer: str) -> bool:
@@ -188,6 +213,47 @@ def expand_into(compact: nn.Module, masked: MaskedNetwork, plan: dict[str, torch
 
 
 # ------------------------------------------------------------------------------ scoring
+class _ActivationTaps:
+    """Running sums of post-activation statistics for K stacked networks, fed by taps on their
+    UnitMask modules: per unit, |spatial mean| summed over samples and the count of exact zeros."""
+
+    def __init__(self, nets: Sequence[MaskedNetwork], stacked: StackedNetwork, zeros_needed: bool):
+        device = next(stacked.parameters()).device
+        self.names = _mask_module_names(nets[0])
+        widths = {x: stacked.ops[_op_key(n)].mask.shape[1] for x, n in self.names.items()}
+        k = stacked.k
+        self.sums = {x: torch.zeros(k, w, dtype=torch.float64, device=device) for x, w in widths.items()}
+        self.zeros = {x: torch.zeros(k, w, dtype=torch.float64, device=device) for x, w in widths.items()}
+        self.positions: dict[str, int] = {}
+        self.zeros_needed = zeros_needed
+        self.taps = {name: self._tap(layer) for layer, name in self.names.items()}
+
+    def _tap(self, layer: str):
+        def record(out: torch.Tensor) -> None:  # (K, N, C, *spatial), possibly a strided view
+            spatial = tuple(range(3, out.dim()))
+            mean = out.mean(spatial) if spatial else out
+            self.sums[layer] += mean.abs().sum(1).double()
+            if self.zeros_needed:
+                self.zeros[layer] += (out == 0).sum((1, *spatial)).double()
+            self.positions[layer] = math.prod(out.shape[3:])
+
+        return record
+
+    def stats(self, j: int, net: MaskedNetwork, plan: dict[str, torch.Tensor], n: int) -> ActivationStats:
+        """Network ``j``'s statistics over ``n`` samples, at its full width (dropped units score as
+        a masked unit does: |a| = 0, all zeros)."""
+        mean_abs, apoz = {}, {}
+        for layer in self.names:
+            m = (self.sums[layer][j] / max(n, 1)).float().cpu()
+            z = (self.zeros[layer][j] / max(n * self.positions.get(layer, 1), 1)).float().cpu()
+            if layer in plan:
+                full_m, full_z = torch.zeros(net.widths[layer]), torch.ones(net.widths[layer])
+                full_m[plan[layer]], full_z[plan[layer]] = m, z
+                m, z = full_m, full_z
+            mean_abs[layer], apoz[layer] = m, z
+        return ActivationStats(mean_abs, apoz, n)
+
+
 @torch.no_grad()
 def lockstep_activation_stats(
     nets: Sequence[MaskedNetwork],
@@ -202,68 +268,95 @@ def lockstep_activation_stats(
     """``importance.activation_stats`` for K networks in one stacked pass over ``x``.
 
     ``modules``/``plans``: compact copies to run instead of the networks themselves, and how to
-    map their units back (dropped units score as a masked unit does: |a| = 0, all zeros).
-    ``zeros_needed=False`` skips counting zeros (``apoz`` is then left at 0).
+    map their units back. ``zeros_needed=False`` skips counting zeros (``apoz`` is then 0).
     """
     if samples is not None:
         x = x[:samples]
     n = len(x)
     modules = list(modules) if modules is not None else [net.net for net in nets]
     plans = list(plans) if plans is not None else [{} for _ in nets]
-    stacked = StackedNetwork(modules)
+    stacked = StackedNetwork(modules).eval()
     device = next(stacked.parameters()).device
-    stacked.to(device).eval()
-    names = _mask_module_names(nets[0])
-    widths = {layer: stacked.ops[_op_key(name)].mask.shape[1] for layer, name in names.items()}
-    k = len(modules)
-    sums = {x_: torch.zeros(k, w, dtype=torch.float64, device=device) for x_, w in widths.items()}
-    zeros = {x_: torch.zeros(k, w, dtype=torch.float64, device=device) for x_, w in widths.items()}
-    positions: dict[str, int] = {}
-
-    def tap(layer: str):
-        def record(out: torch.Tensor) -> None:
-            flat = out.flatten(3) if out.dim() > 3 else out.unsqueeze(3)  # (K, N, C, positions)
-            sums[layer] += flat.mean(3).abs().sum(1).double()
-            if zeros_needed:
-                zeros[layer] += (flat == 0).sum((1, 3)).double()
-            positions[layer] = flat.shape[3]
-
-        return record
-
-    taps = {name: tap(layer) for layer, name in names.items()}
-    chunk = eval_chunk(k, stacked.elements_per_sample(x[:1].to(device)), batch_size)
+    taps = _ActivationTaps(nets, stacked, zeros_needed)
+    chunk = eval_chunk(
+        stacked.k, stacked.elements_per_sample(x[:1].to(device)), batch_size, device
+    )
     for i in range(0, n, chunk):
-        stacked(x[i : i + chunk].to(device), "shared", taps=taps)
-    out = []
-    for j, (net, plan) in enumerate(zip(nets, plans, strict=True)):
-        mean_abs, apoz = {}, {}
-        for layer in names:
-            m = (sums[layer][j] / max(n, 1)).float().cpu()
-            z = (zeros[layer][j] / max(n * positions.get(layer, 1), 1)).float().cpu()
-            if layer in plan:
-                full_m = torch.zeros(net.widths[layer])
-                full_z = torch.ones(net.widths[layer])
-                full_m[plan[layer]], full_z[plan[layer]] = m, z
-                m, z = full_m, full_z
-            mean_abs[layer], apoz[layer] = m, z
-        out.append(ActivationStats(mean_abs, apoz, n))
-    return out
+        stacked(x[i : i + chunk].to(device), "shared", taps=taps.taps)
+    return [taps.stats(j, net, plan, n) for j, (net, plan) in enumerate(zip(nets, plans, strict=True))]
 
 
 def _op_key(name: str) -> str:
     return name.replace(".", "__")
 
 
+def _one_sample(data: DatasetSplits) -> DatasetSplits:
+    one = data.x_train[:1], data.y_train[:1]
+    return dataclasses.replace(
+        data, x_train=one[0], y_train=one[1], x_val=one[0], y_val=one[1], x_test=one[0],
+        y_test=one[1],
+    )
+
+
 class LockstepDropNet(DropNet):
-    """A ``DropNet`` whose next ``choose`` may use scores computed for many runs in one pass."""
+    """A ``DropNet`` whose next ``record`` and ``choose`` may use figures measured for many runs in
+    one pass (``pending_metrics``, ``pending_scores``); everything else is ``DropNet``'s own."""
 
     pending_scores: dict[str, torch.Tensor] | None = None
+    pending_metrics: dict[str, float] | None = None
+
+    def record(self, result: TrainResult, seconds: float = 0.0) -> dict:
+        metrics, self.pending_metrics = self.pending_metrics, None
+        if metrics is None:
+            return super().record(result, seconds)
+        # DropNet.record measures every split itself. Hand it a one-sample stand-in for the data
+        # (it still reads its example input there), then put the batch's figures in the row and
+        # decide the stop rule on them.
+        full = self.data
+        self.data = _one_sample(full)
+        try:
+            row = super().record(result, seconds)
+        finally:
+            self.data = full
+        row.update(metrics)
+        self.stop_reason = self.config.stop_rule().reason_to_stop(self.rounds)
+        return row
 
     def choose(self) -> dict[str, list[int]]:
         scores, self.pending_scores = self.pending_scores, None
         if scores is None:
             return super().choose()
         return self.select(scores)  # the same selection (budget, coupling) as a separate run
+
+
+def measure_splits(
+    nets: Sequence[MaskedNetwork],
+    data: DatasetSplits,
+    *,
+    modules: Sequence[nn.Module] | None = None,
+    plans: Sequence[dict[str, torch.Tensor]] | None = None,
+    stats_for: Sequence[int] = (),
+    zeros_needed: bool = False,
+) -> tuple[list[dict[str, float]], dict[int, ActivationStats]]:
+    """What ``training.split_metrics`` gives for each network (loss and accuracy on every split),
+    in one stacked pass per split; the pass over the training split also collects the activation
+    statistics of the networks at positions ``stats_for`` (over every training sample)."""
+    modules = list(modules) if modules is not None else [net.net for net in nets]
+    plans = list(plans) if plans is not None else [{} for _ in nets]
+    stacked = StackedNetwork(modules).eval()
+    device = next(stacked.parameters()).device
+    per_sample = stacked.elements_per_sample(data.x_train[:1].to(device))
+    chunk = eval_chunk(stacked.k, per_sample, 2048, device)
+    taps = _ActivationTaps(nets, stacked, zeros_needed) if stats_for else None
+    metrics: list[dict[str, float]] = [{} for _ in nets]
+    for split in ("train", "val", "test"):
+        x, y = data.split(split)
+        tapped = taps.taps if taps is not None and split == "train" else None
+        for j, (loss, acc) in enumerate(evaluate_lockstep(stacked, x, y, chunk, taps=tapped)):
+            metrics[j][f"{split}_loss"], metrics[j][f"{split}_acc"] = loss, acc
+    n = len(data.y_train)
+    stats = {j: taps.stats(j, nets[j], plans[j], n) for j in stats_for} if taps else {}
+    return metrics, stats
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -285,6 +378,7 @@ def run_dropnet_lockstep(
     compact: bool | None = None,
     order_seed: int | None = None,
     group_size: int | None = None,
+    step_bytes: int | None = None,
     on_round: Callable[[DropNet, dict], None] | None = None,
     on_finish: Callable[[int, DropNetResult], None] | None = None,
 ) -> list[DropNetResult]:
@@ -292,8 +386,10 @@ def run_dropnet_lockstep(
     ``DropNet(model, data, config, seed=seed).run()`` would, training the runs as batches.
 
     Runs with the same training settings form a batch (at most ``group_size`` runs; default all).
-    ``compact`` (default: on unless weight decay is on) skips units dropped in every network of the
-    batch. ``order_seed``: give every run the data order of a run with that seed (one shared order;
+    Each round, a batch trains in sub-batches whose largest activation in a step stays within
+    ``step_bytes`` (default: 16 MiB on CPU, where activations that stay in cache train faster;
+    no limit on GPU), runs of similar widths together. ``compact`` (default: on unless weight decay
+    is on) skips units dropped in every network of a sub-batch. ``order_seed``: give every run the data order of a run with that seed (one shared order;
     the first layer becomes one wide product) instead of its own. ``on_round(run, row)`` follows
     each recorded round, ``on_finish(i, result)`` each finished run (``i`` indexes ``runs``).
     Results come back in the order of ``runs``. Oracle runs and architectures the engine cannot
@@ -327,7 +423,8 @@ def run_dropnet_lockstep(
         size = group_size or len(members)
         for start in range(0, len(members), size):
             chunk = members[start : start + size]
-            _run_group(model, data, runs, chunk, compact, order_seed, on_round, done, failures)
+            _run_group(model, data, runs, chunk, compact, order_seed, on_round, done, failures,
+                       step_bytes)
     for i in alone:
         cfg, seed = runs[i]
         done(i, DropNet(model, data, cfg, seed=seed).run(on_round))
@@ -342,6 +439,25 @@ def run_dropnet_lockstep(
     return [results[i] for i in range(len(runs))]
 
 
+def _subgroups(
+    group: list[LockstepDropNet], elements: int, batch_size: int, budget: int | None
+) -> list[list[int]]:
+    """Positions of ``group`` split into batches whose largest activation in a training step
+    (``elements`` per sample at full width, scaled by the widest layer's alive fraction) stays
+    within ``budget`` bytes; runs of similar widths go together (they compact better)."""
+    widest = [max(n.masked.remaining_per_layer().values()) for n in group]
+    order = sorted(range(len(group)), key=lambda p: -widest[p])
+    if budget is None:
+        return [order]
+    out: list[list[int]] = []
+    for p in order:  # widest first: a batch's first member sets its widths
+        if out and (len(out[-1]) + 1) * widest[out[-1][0]] * elements * batch_size * 4 <= budget:
+            out[-1].append(p)
+        else:
+            out.append([p])
+    return out
+
+
 def _run_group(
     model: str,
     data: DatasetSplits,
@@ -352,59 +468,115 @@ def _run_group(
     on_round: Callable[[DropNet, dict], None] | None,
     done: Callable[[int, DropNetResult], None],
     failures: dict[int, str],
+    step_bytes: int | None,
 ) -> None:
     train_cfg = runs[members[0]][0].train
     device = resolve_device(train_cfg.device)
     use_compact = compact if compact is not None else train_cfg.weight_decay == 0
+    if step_bytes is None and device.type == "cpu":
+        step_bytes = CPU_STEP_BYTES
     nets = {i: LockstepDropNet(model, data, runs[i][0], seed=runs[i][1]) for i in members}
+    first = nets[members[0]].masked
+    elements = StackedNetwork([first.net]).elements_per_sample(data.x_train[:1])
     active = list(members)
     while active:
         group = [nets[i] for i in active]
         for net in group:
             net.masked.to(device)
-        plans = compaction_plan([n.masked for n in group]) if use_compact else [{}] * len(group)
-        modules = [
-            compact_copy(n.masked, p) if p else n.masked.net for n, p in zip(group, plans, strict=True)
-        ]
-        seeds = [
-            (n.seed if order_seed is None else order_seed) * 100_003 + n.round for n in group
-        ]
-        start = time.perf_counter()
-        try:
-            trained = train_lockstep(modules, data, train_cfg, seeds=seeds)
-        except LockstepDiverged as exc:
-            trained = exc.results
-            for pos, message in exc.failed.items():
-                failures[active[pos]] = message
-        for net, module, plan in zip(group, modules, plans, strict=True):
-            if plan:
-                expand_into(module, net.masked, plan)
-        seconds = (time.perf_counter() - start) / len(group)
-        ok = [pos for pos, r in enumerate(trained) if r is not None]
-        for pos in ok:
-            row = group[pos].record(trained[pos], seconds)
-            if on_round is not None:
-                on_round(group[pos], row)
-        _score(group, modules, plans, ok, data)
+        for sub in _subgroups(group, elements, train_cfg.batch_size, step_bytes):
+            _round(
+                [group[p] for p in sub], [active[p] for p in sub], data, use_compact, order_seed,
+                on_round, failures,
+            )
         still = []
-        for pos in ok:
-            net = group[pos]
+        for i, net in zip(active, group, strict=True):
+            if i in failures:
+                continue
             if net.stop_reason is not None or net.prune_step() == 0:
-                done(active[pos], net.result())
+                done(i, net.result())
             else:
-                still.append(active[pos])
+                still.append(i)
         active = still
+
+
+def _measure_record_score(
+    group: list[LockstepDropNet],
+    modules: list[nn.Module],
+    plans: list[dict[str, torch.Tensor]],
+    trained: list[TrainResult],
+    seconds: list[float],
+    data: DatasetSplits,
+    on_round: Callable[[DropNet, dict], None] | None,
+) -> None:
+    """Measure every split of every network in one stacked pass per split (the training-split
+    pass also scores the runs that score by activations over all training samples), record each
+    run's round, and leave scores for the runs that go on."""
+    scored = [
+        j for j, net in enumerate(group)
+        if net.metric.criterion in BATCHED_CRITERIA and net.config.score_samples is None
+    ]
+    metrics, stats = measure_splits(
+        [net.masked for net in group], data, modules=modules, plans=plans, stats_for=scored,
+        zeros_needed=any(group[j].metric.criterion == "apoz" for j in scored),
+    )
+    for j, net in enumerate(group):
+        net.pending_metrics = metrics[j]
+        row = net.record(trained[j], seconds[j])
+        if on_round is not None:
+            on_round(net, row)
+        if j in stats and net.stop_reason is None:
+            net.pending_scores = scores_from_stats(net.metric.criterion, stats[j])
+    _score(group, modules, plans, list(range(len(group))), data)
+
+
+def _round(
+    group: list[LockstepDropNet],
+    indices: list[int],
+    data: DatasetSplits,
+    use_compact: bool,
+    order_seed: int | None,
+    on_round: Callable[[DropNet, dict], None] | None,
+    failures: dict[int, str],
+) -> None:
+    """One round of a batch of runs: train together, measure, record, score (not prune)."""
+    train_cfg = group[0].config.train
+    plans = compaction_plan([n.masked for n in group]) if use_compact else [{}] * len(group)
+    modules = [
+        compact_copy(n.masked, p) if p else n.masked.net for n, p in zip(group, plans, strict=True)
+    ]
+    seeds = [(n.seed if order_seed is None else order_seed) * 100_003 + n.round for n in group]
+    start = time.perf_counter()
+    try:
+        trained = train_lockstep(modules, data, train_cfg, seeds=seeds)
+    except LockstepDiverged as exc:
+        trained = exc.results
+        for pos, message in exc.failed.items():
+            failures[indices[pos]] = message
+    for net, module, plan in zip(group, modules, plans, strict=True):
+        if plan:
+            expand_into(module, net.masked, plan)
+    seconds = (time.perf_counter() - start) / len(group)
+    ok = [pos for pos, r in enumerate(trained) if r is not None]
+    if ok:
+        _measure_record_score(
+            [group[p] for p in ok], [modules[p] for p in ok], [plans[p] for p in ok],
+            [trained[p] for p in ok], [seconds] * len(ok), data, on_round,
+        )
 
 
 def _score(
     group: list[LockstepDropNet], modules: list[nn.Module], plans: list[dict], positions: list[int],
     data: DatasetSplits,
 ) -> None:
-    """Batched activation scores for the runs that go on and score by activations."""
+    """Batched activation scores for the runs that go on, score by activations and have none
+    yet (those scoring on their first ``score_samples`` rows)."""
     wanted: dict[int | None, list[int]] = {}
     for pos in positions:
         net = group[pos]
-        if net.stop_reason is None and net.metric.criterion in BATCHED_CRITERIA:
+        if (
+            net.stop_reason is None and net.metric.criterion in BATCHED_CRITERIA
+            and net.pending_scores is None
+        ):
             wanted.setdefault(net.config.score_samples, []).append(pos)
     for samples, chosen in wanted.items():
         stats = lockstep_activation_stats(

@@ -4,28 +4,31 @@ Small networks waste a machine: a Model A step at batch 32 costs far more in per
 (Python, autograd, the optimizer) than in arithmetic, and on a GPU it leaves the device idle.
 ``StackedNetwork`` reads the traced graph of K structurally identical models, stacks each layer's
 tensors along a new first dimension (``(K, ...)``) and runs all K as one batched model: linear
-layers as batched matrix products (``baddbmm``; one wide ``addmm`` when all K see the same input),
-convolutions as one grouped convolution, pointwise ops and pooling on the stacked activations.
+layers as batched matrix products (computed feature-major, y^T = W x^T, the fast form on CPU for
+any width), convolutions as one grouped convolution (channels-last on CPU), pointwise ops and
+pooling on the stacked activations.
 
-``train_lockstep`` is ``trainer.train`` for K models at once, network by network the same thing:
-each model keeps its own data order (its own seeded generator; equal seeds share one order and the
-first layer becomes one wide product), its own slice of the optimizer state (elementwise optimizers
-on stacked parameters are per-network identical to separate ones, because each network's gradient
-is that of its own mean loss), and its own early stopping; a network that stops is removed from the
-stack (parameters and optimizer state are sliced), so it costs nothing afterwards.
+``train_lockstep`` (``LockstepTrainer``) is ``trainer.train`` for K models at once, network by
+network the same thing: each model keeps its own data order (its own seeded generator; equal seeds
+share one order and the input is shared), its own slice of the optimizer state (elementwise
+optimizers on stacked parameters are per-network identical to separate ones, because each
+network's gradient is that of its own mean loss), and its own early stopping and restore-best; a
+network that stops is removed from the stack (parameters and optimizer state are sliced), so it
+costs nothing afterwards.
 
-On CPU with deterministic kernels the K results equal K calls of ``train`` bit for bit for
-fully connected models (tested); grouped convolutions may round differently from single ones
-(~1e-7 relative per step). Supported: Linear, Conv2d (groups=1, zero padding), pointwise
-activations, pooling, Flatten, additions; more module types can be registered with
-``register_stacker``. BatchNorm (running statistics) and dropout (random masks per network) are
-not batched: ``LockstepUnsupported`` says so, and callers fall back to separate runs.
+The results equal K calls of ``train`` up to floating-point reassociation (batched kernels sum in
+another order): see docs/lockstep.md for the tolerances the tests hold. Supported: Linear,
+Conv2d (groups=1, zero padding), pointwise activations, pooling, Flatten, additions; more module
+types can be registered with ``register_stacker``. BatchNorm (running statistics) and dropout
+(random masks per network) are not batched: ``LockstepUnsupported`` says so, and callers fall back
+to separate runs.
 """
 
 from __future__ import annotations
 
 import math
 import operator
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -41,8 +44,9 @@ from .trainer import EpochRecord, TrainResult, make_optimizer, resolve_device
 
 LAYOUTS = ("shared", "kb", "bk")
 # Bytes that stacked evaluation may spend on one activation tensor (the chunk size follows):
-# small enough that activations stay in cache-sized, reused allocations instead of fresh pages.
-EVAL_MEMORY_BUDGET = 32 * 2**20
+# measured on CPU, conv activations that stay in cache evaluate 2x faster than batches of 2048.
+EVAL_MEMORY_BUDGET = 8 * 2**20
+GPU_EVAL_MEMORY_BUDGET = 512 * 2**20
 
 
 class LockstepUnsupported(ConfigError):
@@ -146,27 +150,30 @@ def _stacker_for(module: nn.Module):
 
 
 class _BatchedLinear(torch.autograd.Function):
-    """y = x @ W^T + b per network, W stored (K, out, in) as nn.Linear stores it.
+    """y = x @ W^T + b per network, computed feature-major as y^T = W @ x^T.
 
-    Measured on CPU (MKL): reading W through a transposed view is the fast layout for the forward
-    product and gives each network's ``F.linear`` bit for bit; autograd's own ``baddbmm`` backward
-    would return the weight gradient transposed (a copy per step), so it is computed here directly
-    in W's layout.
+    W is stored (K, out, in) as nn.Linear stores it. Measured on CPU (MKL), the product with the
+    sample count as the inner dimension runs at the same speed for every layer width, while
+    x @ W^T slows down by up to 2.5x for widths that are not multiples of 16 (as compacted layers
+    usually are). The output is a (K, B, out) view of (K, out, B) memory; pointwise ops keep that
+    layout, so the next layer reads its input contiguously. Gradients land in W's layout.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        wt = weight.transpose(1, 2)
-        return torch.bmm(x, wt) if bias is None else torch.baddbmm(bias.unsqueeze(1), x, wt)
+        xt = x.transpose(1, 2)
+        yt = torch.bmm(weight, xt) if bias is None else torch.baddbmm(bias.unsqueeze(2), weight, xt)
+        return yt.transpose(1, 2)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        gx = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
-        gw = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        gt = grad.transpose(1, 2)
+        gx = torch.bmm(weight.transpose(1, 2), gt).transpose(1, 2) if ctx.needs_input_grad[0] else None
+        gw = torch.bmm(gt, x) if ctx.needs_input_grad[1] else None
         gb = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return gx, gw, gb
 
@@ -183,7 +190,12 @@ class StackedLinear(StackedOp):
         t = x.kb(self.weight.shape[0])
         if t.dim() != 3:
             raise LockstepUnsupported("lockstep Linear layers need (N, features) inputs")
-        return Stacked(_BatchedLinear.apply(t, self.weight, self.bias), "kb")
+        xt = t.transpose(1, 2)
+        if self.bias is None:
+            yt = torch.bmm(self.weight, xt)
+        else:
+            yt = torch.baddbmm(self.bias.unsqueeze(2), self.weight, xt)
+        return Stacked(yt.transpose(1, 2), "kb")
 
 
 @register_stacker(nn.Conv2d)
@@ -206,17 +218,16 @@ class StackedConv2d(StackedOp):
         k = self.weight.shape[0]
         w = self.weight.flatten(0, 1)
         b = None if self.bias is None else self.bias.flatten()
-        if x.layout == "shared":
-            y = F.conv2d(x.t, w, b, self.stride, self.padding, self.dilation, 1)
-        else:
-            t = x.bk(k)
-            if t.dim() != 5:
-                raise LockstepUnsupported("lockstep Conv2d layers need (N, C, H, W) inputs")
+        shared = x.layout == "shared"
+        t = x.t if shared else x.bk(k)
+        if t.dim() != (4 if shared else 5):
+            raise LockstepUnsupported("lockstep Conv2d layers need (N, C, H, W) inputs")
+        if not shared:
             t = t.reshape(t.shape[0], -1, *t.shape[3:])
-            cl = self.channels_last if self.channels_last is not None else t.device.type == "cpu"
-            if cl:
-                t = t.contiguous(memory_format=torch.channels_last)
-            y = F.conv2d(t, w, b, self.stride, self.padding, self.dilation, k)
+        cl = self.channels_last if self.channels_last is not None else t.device.type == "cpu"
+        if cl:
+            t = t.contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(t, w, b, self.stride, self.padding, self.dilation, 1 if shared else k)
         return Stacked(y.view(y.shape[0], k, -1, *y.shape[2:]), "bk")
 
 
@@ -356,18 +367,23 @@ class StackedNetwork(nn.Module):
     network's slice into its model; ``select`` drops networks from the stack.
     """
 
-    def __init__(self, models: Sequence[nn.Module]):
+    def __init__(self, models: Sequence[nn.Module], graph: fx.Graph | None = None):
+        """``graph``: the traced graph of a previous stack of the same architecture (skips tracing
+        and comparing every model's code; tensor shapes are still checked)."""
         super().__init__()
         if not models:
             raise ConfigError("lockstep needs at least one model")
-        graph = _trace(models[0])
-        code = graph.python_code("self").src
+        if graph is None:
+            graph = _trace(models[0])
+            code = graph.python_code("self").src
+            for i, m in enumerate(models[1:], 1):
+                if _trace(m).python_code("self").src != code:
+                    raise ConfigError(f"model {i} does not have the architecture of model 0")
+        shapes0 = {k: tuple(v.shape) for k, v in models[0].state_dict().items()}
         for i, m in enumerate(models[1:], 1):
-            if _trace(m).python_code("self").src != code:
-                raise ConfigError(f"model {i} does not have the architecture of model 0")
-            shapes = {k: tuple(v.shape) for k, v in m.state_dict().items()}
-            if shapes != {k: tuple(v.shape) for k, v in models[0].state_dict().items()}:
+            if {k: tuple(v.shape) for k, v in m.state_dict().items()} != shapes0:
                 raise ConfigError(f"model {i} has other tensor shapes than model 0")
+        self.graph = graph
         self.k = len(models)
         self.ops = nn.ModuleDict()
         self._module_names: dict[str, str] = {}
@@ -520,10 +536,14 @@ class StackedNetwork(nn.Module):
         return max(largest, int(example[:1].numel()))
 
 
-def eval_chunk(k: int, elements_per_sample: int, batch_size: int, element_bytes: int = 4) -> int:
-    """Samples per stacked forward so that one activation of K networks fits the memory budget."""
-    per = max(1, k * elements_per_sample * element_bytes)
-    return max(1, min(batch_size, EVAL_MEMORY_BUDGET // per))
+def eval_chunk(
+    k: int, elements_per_sample: int, batch_size: int, device: torch.device | str = "cpu"
+) -> int:
+    """Samples per stacked forward so that one activation of K networks fits the memory budget
+    (``EVAL_MEMORY_BUDGET`` on CPU, ``GPU_EVAL_MEMORY_BUDGET`` elsewhere), at most
+    ``batch_size``."""
+    budget = EVAL_MEMORY_BUDGET if torch.device(device).type == "cpu" else GPU_EVAL_MEMORY_BUDGET
+    return max(1, min(batch_size, budget // max(1, k * elements_per_sample * 4)))
 
 
 @torch.no_grad()
@@ -531,39 +551,67 @@ def evaluate_lockstep(
     stacked: StackedNetwork,
     x: torch.Tensor,
     y: torch.Tensor,
-    batch_size: int = 2048,
     chunk: int | None = None,
+    *,
+    taps: dict[str, Callable[[torch.Tensor], None]] | None = None,
+    tap_rows: int | None = None,
 ) -> list[tuple[float, float]]:
     """Per network (mean cross-entropy, accuracy) on the shared ``(x, y)``, in eval mode.
 
-    Losses are summed per ``batch_size`` block exactly as ``trainer.evaluate`` does (so they agree
-    bit for bit when the logits do); ``chunk`` bounds how many samples are pushed at once.
+    ``chunk`` samples go through at a time (default: what fits ``EVAL_MEMORY_BUDGET``; large
+    batches of large activations run from memory instead of cache, several times slower on CPU).
+    Losses are summed per chunk in float32 and accumulated in float64. ``taps`` (see
+    ``StackedNetwork.forward``) see the first ``tap_rows`` samples (default: all), so that one pass
+    can both measure the networks and collect activation statistics.
     """
     was_training = stacked.training
     stacked.eval()
     device = next(stacked.parameters()).device
-    k = stacked.k
-    chunk = chunk or batch_size
+    k, n = stacked.k, len(y)
+    if chunk is None:
+        chunk = eval_chunk(k, stacked.elements_per_sample(x[:1].to(device)), 2048, device)
+    tap_rows = n if tap_rows is None else min(tap_rows, n)
+    edges = sorted({*range(0, n, chunk), tap_rows} - {n}) + [n] if n else [0]
     loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
     correct = torch.zeros(k, dtype=torch.int64, device=device)
-    for i in range(0, len(y), batch_size):
-        yb = y[i : i + batch_size].to(device, non_blocking=True)
-        parts = [
-            stacked(x[j : min(j + chunk, i + batch_size)].to(device, non_blocking=True))
-            for j in range(i, min(i + batch_size, len(y)), chunk)
-        ]
-        logits = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
-        for net in range(k):
-            loss_sum[net] += F.cross_entropy(logits[net], yb, reduction="sum").double()
-        correct += (logits.argmax(2) == yb).sum(1)
+    for i, j in zip(edges[:-1], edges[1:], strict=True):
+        yb = y[i:j].to(device, non_blocking=True)
+        logits = stacked(x[i:j].to(device, non_blocking=True), taps=taps if i < tap_rows else None)
+        scores = logits.transpose(1, 2)
+        target = yb.expand(k, -1)
+        loss_sum += F.cross_entropy(scores, target, reduction="none").sum(1).double()
+        correct += (logits.contiguous().argmax(2) == target).sum(1)
     stacked.train(was_training)
-    n = max(len(y), 1)
+    n = max(n, 1)
     return [(s / n, c / n) for s, c in zip(loss_sum.tolist(), correct.tolist(), strict=True)]
 
 
-def _optimizer(stacked: StackedNetwork, config: TrainConfig) -> torch.optim.Optimizer:
+class _PlainSGD:
+    """SGD without momentum or weight decay (the paper's setting): ``p -= lr * grad`` for every
+    parameter in one multi-tensor call, the very operation ``torch.optim.SGD`` performs, without
+    its per-step bookkeeping (which costs more than the update on small networks)."""
+
+    def __init__(self, params, lr: float):
+        self.params = [p for p in params if p.requires_grad]
+        self.lr = lr
+        self.state: dict = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        pairs = [(p, p.grad) for p in self.params if p.grad is not None]
+        if pairs:
+            torch._foreach_add_([p for p, _ in pairs], [g for _, g in pairs], alpha=-self.lr)
+
+
+def _optimizer(stacked: StackedNetwork, config: TrainConfig):
     """``make_optimizer``'s optimizer for the stacked parameters; SGD runs its multi-tensor path
     (the same elementwise operations as the per-tensor loop, in one call)."""
+    if stateless_optimizer(config):
+        return _PlainSGD(stacked.parameters(), config.lr)
     optimizer = make_optimizer(stacked, config)
     if isinstance(optimizer, torch.optim.SGD):
         for group in optimizer.param_groups:
@@ -572,9 +620,9 @@ def _optimizer(stacked: StackedNetwork, config: TrainConfig) -> torch.optim.Opti
 
 
 def _rebuild_optimizer(
-    old: torch.optim.Optimizer, stacked: StackedNetwork, config: TrainConfig,
+    old, stacked: StackedNetwork, config: TrainConfig,
     mapping: dict[nn.Parameter, nn.Parameter], keep: torch.Tensor, k_old: int,
-) -> torch.optim.Optimizer:
+):
     """A new optimizer for the sliced parameters carrying the kept networks' state."""
     new = _optimizer(stacked, config)
     for p_old, p_new in mapping.items():
@@ -608,6 +656,196 @@ def _batches(perms: torch.Tensor, batch_size: int, layout: str) -> list[torch.Te
     return parts
 
 
+@dataclass
+class _Member:
+    """One network's training state (what ``trainer.train`` keeps in local variables)."""
+
+    key: object
+    model: nn.Module
+    generator: torch.Generator
+    result: TrainResult
+    best_loss: float = math.inf
+    bad_epochs: int = 0
+    best_state: dict | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Finished:
+    """A network that stopped training: its model holds its final weights (the best epoch's with
+    ``restore_best``); ``result`` is None and ``error`` says why if its loss diverged; ``seconds``
+    is its share of the batch's training time."""
+
+    key: object
+    result: TrainResult | None
+    seconds: float
+    error: str | None = None
+
+
+class LockstepTrainer:
+    """Networks of one architecture trained together, epoch by epoch, each exactly as
+    ``trainer.train`` would train it alone (own data order, early stopping, restore-best).
+
+    Networks join (``add``) and leave (when they stop) at epoch boundaries; ``train_lockstep`` adds
+    all networks at the start. Joining a batch that is already training needs an optimizer
+    without state (plain SGD), since a newcomer's state would start at another step; leaving
+    never does (parameters and state are sliced). (Refilling freed slots with DropNet runs' next
+    rounds was measured: the batch then keeps the widths of its least pruned member, which costs
+    what the fuller batch saves, so the DropNet driver keeps its rounds in step.)
+    """
+
+    def __init__(self, data: DatasetSplits, config: TrainConfig | None = None):
+        self.config = config or TrainConfig()
+        self.device = resolve_device(self.config.device)
+        self.x_train, self.y_train = data.x_train.to(self.device), data.y_train.to(self.device)
+        self.x_val, self.y_val = data.x_val, data.y_val
+        self.n = len(self.y_train)
+        if self.n == 0:
+            raise ConfigError("the training split is empty")
+        self.members: list[_Member] = []
+        self.joining: list[_Member] = []
+        self.stacked: StackedNetwork | None = None
+        self.graph: fx.Graph | None = None
+        self.optimizer = None
+        self.chunk = 1
+        self.stateless = stateless_optimizer(self.config)
+
+    def __len__(self) -> int:
+        return len(self.members) + len(self.joining)
+
+    def add(self, key: object, model: nn.Module, seed: int) -> None:
+        """``model`` (same architecture and shapes as the others) joins at the next epoch, with
+        the data order of ``seed``."""
+        if self.members and not self.stateless:
+            raise ConfigError(
+                "a network can join a training batch only with plain SGD (no momentum, weight "
+                "decay or Adam): a newcomer's optimizer state would be at another step"
+            )
+        model.to(self.device)
+        self.joining.append(
+            _Member(key, model, torch.Generator().manual_seed(int(seed)), TrainResult())
+        )
+
+    def sync(self) -> None:
+        """Write every member's current weights into its model."""
+        if self.stacked is not None:
+            for pos, m in enumerate(self.members):
+                self.stacked.write_back(m.model, pos)
+
+    def _restack(self) -> None:
+        self.sync()
+        self.members += self.joining
+        self.joining = []
+        self.stacked = StackedNetwork([m.model for m in self.members], self.graph).to(self.device)
+        self.graph = self.stacked.graph
+        self.optimizer = _optimizer(self.stacked, self.config)
+        per_sample = self.stacked.elements_per_sample(self.x_train[:1])
+        self.chunk = eval_chunk(
+            self.stacked.k, per_sample, self.config.eval_batch_size, self.device
+        )
+
+    def epoch(self) -> list[Finished]:
+        """Train every network one epoch; returns those that stopped (and leave the batch)."""
+        if self.joining or self.stacked is None:
+            self._restack()
+        config, stacked, device = self.config, self.stacked, self.device
+        members, ka, n, bs = self.members, len(self.members), self.n, self.config.batch_size
+        sample = self.x_train.shape[1:]
+        shared = len({id(m.generator) for m in members}) == 1  # one order (or one network)
+        layout = "shared" if shared else stacked.input_layout
+        start = time.perf_counter()
+        stacked.train()
+        losses_seen, predictions = [], []
+        if shared:
+            perm = torch.randperm(n, generator=members[0].generator).to(device)
+            xs, ys = self.x_train[perm], self.y_train[perm]
+            batches = [(xs[i : i + bs], ys[i : i + bs]) for i in range(0, n, bs)]
+        else:
+            perms = torch.stack([torch.randperm(n, generator=m.generator) for m in members])
+            perms = perms.to(device)
+            rows = _batches(perms, bs, layout)
+            by_network = rows if layout == "kb" else _batches(perms, bs, "kb")
+            targets = self.y_train.index_select(0, torch.cat(by_network))
+            batches = list(zip(rows, targets.split([len(r) for r in rows]), strict=True))
+        for xb, yb in batches:
+            b = len(yb) // (1 if shared else ka)
+            if shared:
+                logits = stacked(xb, "shared")
+                target = yb.repeat(ka)
+            else:
+                shape = (ka, b) if layout == "kb" else (b, ka)
+                xb = self.x_train.index_select(0, xb).view(*shape, *sample)
+                logits = stacked(xb, layout)
+                target = yb  # network-major, as the logits are flattened
+            # The sum of per-network mean losses: each network's gradient is its own loss's.
+            # Classes on dim 1, (K, classes, B): the layout the last linear layer writes and the
+            # fast one for log-softmax over few classes.
+            scores = logits.transpose(1, 2)
+            target = target.view(ka, b)
+            losses = F.cross_entropy(scores, target, reduction="none")
+            self.optimizer.zero_grad(set_to_none=True)
+            (losses.sum() / b).backward()
+            self.optimizer.step()
+            losses_seen.append(losses.detach())
+            predictions.append(logits.detach().contiguous().argmax(2) == target)  # fast dim
+        train_losses = [v / n for v in torch.cat(losses_seen, 1).sum(1).tolist()]
+        train_accs = [c / n for c in torch.cat(predictions, 1).sum(1).tolist()]
+        val = evaluate_lockstep(stacked, self.x_val, self.y_val, self.chunk)
+        share = (time.perf_counter() - start) / ka
+        finished: list[Finished] = []
+        stopped: list[int] = []
+        for pos, m in enumerate(members):
+            m.seconds += share
+            if not math.isfinite(train_losses[pos]):
+                stopped.append(pos)
+                finished.append(Finished(
+                    m.key, None, m.seconds,
+                    f"training diverged at epoch {m.result.epochs + 1}: the loss is "
+                    f"{train_losses[pos]}; try a smaller learning rate (now {config.lr})",
+                ))
+                continue
+            result = m.result
+            epoch = result.epochs + 1
+            val_loss, val_acc = val[pos]
+            result.history.append(
+                EpochRecord(epoch, train_losses[pos], train_accs[pos], val_loss, val_acc)
+            )
+            result.epochs = epoch
+            if val_loss < m.best_loss:
+                m.best_loss, m.bad_epochs, result.best_epoch = val_loss, 0, epoch
+                if config.restore_best:
+                    m.best_state = stacked.slice_state(pos)
+            else:
+                m.bad_epochs += 1
+            early = config.patience is not None and m.bad_epochs >= config.patience
+            if early or epoch >= config.max_epochs:
+                result.stopped_early = early
+                stopped.append(pos)
+                finished.append(Finished(m.key, result, m.seconds))
+        if stopped:
+            for pos in stopped:
+                m = members[pos]
+                if config.restore_best and m.best_state is not None:
+                    stacked.load_slice(pos, m.best_state)
+                stacked.write_back(m.model, pos)
+            keep = [p for p in range(ka) if p not in set(stopped)]
+            self.members = [members[p] for p in keep]
+            if keep:
+                mapping = stacked.select(keep)
+                index = torch.tensor(keep, dtype=torch.long)
+                self.optimizer = _rebuild_optimizer(
+                    self.optimizer, stacked, config, mapping, index, ka
+                )
+            else:
+                self.stacked = None
+        return finished
+
+
+def stateless_optimizer(config: TrainConfig) -> bool:
+    """True for plain SGD (no momentum, no weight decay): no optimizer state to carry."""
+    return config.optimizer == "sgd" and config.momentum == 0 and config.weight_decay == 0
+
+
 def train_lockstep(
     models: Sequence[nn.Module],
     data: DatasetSplits,
@@ -628,118 +866,27 @@ def train_lockstep(
     seeds = [int(s) for s in seeds]
     if len(seeds) != len(models):
         raise ConfigError(f"{len(models)} models but {len(seeds)} seeds; give one seed per model")
-    device = resolve_device(config.device)
-    for m in models:
-        m.to(device)
-    stacked = StackedNetwork(models).to(device)
-    k = len(models)
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    x_val, y_val = data.x_val, data.y_val
-    n = len(y_train)
-    if n == 0:
-        raise ConfigError("the training split is empty")
-    sample = x_train.shape[1:]
-    shared = len(set(seeds)) == 1
-    layout = "shared" if shared else stacked.input_layout
-    generators = [torch.Generator().manual_seed(s) for s in (seeds[:1] if shared else seeds)]
-    chunk = eval_chunk(k, stacked.elements_per_sample(x_train[:1]), config.eval_batch_size)
-    optimizer = _optimizer(stacked, config)
-    results: list[TrainResult | None] = [TrainResult() for _ in range(k)]
-    best_loss = [math.inf] * k
-    bad_epochs = [0] * k
-    best_state: list[dict | None] = [None] * k
+    trainer = LockstepTrainer(data, config)
+    for i, (model, seed) in enumerate(zip(models, seeds, strict=True)):
+        trainer.add(i, model, seed)
+    if len(set(seeds)) == 1:  # one shared order: one generator for all
+        shared = trainer.joining[0].generator
+        for m in trainer.joining:
+            m.generator = shared
+    results: list[TrainResult | None] = [None] * len(models)
     failed: dict[int, str] = {}
-    active = list(range(k))  # model index of each stacked position
-    bs = config.batch_size
-
-    def finish(position: int, model_index: int) -> None:
-        if config.restore_best and best_state[model_index] is not None:
-            stacked.load_slice(position, best_state[model_index])
-        stacked.write_back(models[model_index], position)
-
     with progress_bar(progress) as bar:
         task = bar.add_task(description, total=config.max_epochs, info="")
-        for epoch in range(1, config.max_epochs + 1):
-            stacked.train()
-            ka = len(active)
-            losses_seen, predictions = [], []
-            if shared:
-                perm = torch.randperm(n, generator=generators[0]).to(device)
-                xs, ys = x_train[perm], y_train[perm]
-                batches = [(xs[i : i + bs], ys[i : i + bs]) for i in range(0, n, bs)]
-            else:
-                perms = torch.stack([torch.randperm(n, generator=generators[i]) for i in active])
-                rows = _batches(perms.to(device), bs, layout)
-                batches = [(r, y_train.index_select(0, r)) for r in rows]
-            for xb, yb in batches:
-                b = len(yb) // (1 if shared else ka)
-                if shared:
-                    logits = stacked(xb, "shared")
-                    target = yb.repeat(ka)
-                else:
-                    xb = x_train.index_select(0, xb)
-                    if layout == "kb":
-                        logits = stacked(xb.view(ka, b, *sample), "kb")
-                        target = yb
-                    else:
-                        logits = stacked(xb.view(b, ka, *sample), "bk")
-                        target = yb.view(b, ka).t().reshape(-1)
-                # The sum of per-network mean losses: each network's gradient is its own loss's.
-                losses = F.cross_entropy(logits.reshape(ka * b, -1), target, reduction="none")
-                optimizer.zero_grad(set_to_none=True)
-                (losses.sum() / b).backward()
-                optimizer.step()
-                losses_seen.append(losses.detach().view(ka, b))
-                predictions.append(logits.detach().argmax(2) == target.view(ka, b))
-            train_losses = [v / n for v in torch.cat(losses_seen, 1).sum(1).tolist()]
-            train_accs = [c / n for c in torch.cat(predictions, 1).sum(1).tolist()]
-            val = evaluate_lockstep(stacked, x_val, y_val, config.eval_batch_size, chunk)
-            stopped = []
-            for pos, i in enumerate(active):
-                if not math.isfinite(train_losses[pos]):
-                    failed[i] = (
-                        f"training diverged at epoch {epoch}: the loss is {train_losses[pos]}; "
-                        f"try a smaller learning rate (now {config.lr})"
-                    )
-                    stopped.append(pos)
-                    continue
-                result = results[i]
-                val_loss, val_acc = val[pos]
-                result.history.append(
-                    EpochRecord(epoch, train_losses[pos], train_accs[pos], val_loss, val_acc)
-                )
-                result.epochs = epoch
-                if val_loss < best_loss[i]:
-                    best_loss[i], bad_epochs[i], result.best_epoch = val_loss, 0, epoch
-                    if config.restore_best:
-                        best_state[i] = stacked.slice_state(pos)
-                else:
-                    bad_epochs[i] += 1
-                if config.patience is not None and bad_epochs[i] >= config.patience:
-                    result.stopped_early = True
-                    stopped.append(pos)
-            bar.update(task, advance=1, info=f"{ka - len(stopped)} of {k} networks training")
-            if epoch == config.max_epochs:
-                break
-            if stopped:
-                for pos in stopped:
-                    finish(pos, active[pos])
-                keep = [p for p in range(ka) if p not in set(stopped)]
-                if not keep:
-                    active = []
-                    break
-                mapping = stacked.select(keep)
-                index = torch.tensor(keep, dtype=torch.long)
-                optimizer = _rebuild_optimizer(optimizer, stacked, config, mapping, index, ka)
-                active = [active[p] for p in keep]
-    for pos, i in enumerate(active):
-        finish(pos, i)
+        while len(trainer):
+            for f in trainer.epoch():
+                results[f.key] = f.result
+                if f.error is not None:
+                    failed[f.key] = f.error
+            bar.update(task, advance=1, info=f"{len(trainer)} of {len(models)} networks training")
     if failed:
-        for i in failed:
-            results[i] = None
         first = min(failed)
         raise LockstepDiverged(
-            f"{len(failed)} of {k} networks diverged (network {first}: {failed[first]})",
+            f"{len(failed)} of {len(models)} networks diverged (network {first}: {failed[first]})",
             results, failed,
         )
     return results  # type: ignore[return-value]
