@@ -119,3 +119,22 @@ def test_a_unit_alone_in_its_layer_is_never_a_candidate(digits, small):
     masked.set_masks(masks)
     assert candidates(masked) == []
     assert oracle_choice(masked, x, y) is None
+
+
+def test_exact_ties_are_broken_at_random_with_the_runs_generator(digits, small):
+    x, y = small
+    masked = _net("model-a:widths=6-5", digits)
+    last = [m for m in masked.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()  # the logits no longer depend on any hidden unit: every removal ties
+    units = candidates(masked)
+    losses = removal_losses(masked, x, y, units)
+    assert torch.all(losses == losses[0])
+    assert oracle_choice(masked, x, y) == units[0]  # no generator: the first candidate
+    picks = [oracle_choice(masked, x, y, generator=torch.Generator().manual_seed(s))
+             for s in range(40)]
+    assert {layer for layer, _ in picks} == {layer for layer, _ in units}
+    assert len(set(picks)) >= 6
+    again = [oracle_choice(masked, x, y, generator=torch.Generator().manual_seed(s))
+             for s in range(40)]
+    assert again == picks  # seeded: reproducible

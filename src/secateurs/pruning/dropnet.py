@@ -185,7 +185,7 @@ class DropNet:
             y = self.data.y_train
             if cfg.score_samples:
                 x, y = x[: cfg.score_samples], y[: cfg.score_samples]
-            pick = oracle_choice(self.masked, x, y)
+            pick = oracle_choice(self.masked, x, y, generator=self.generator)
             return {} if pick is None else {pick[0]: [pick[1]]}
         scores = unit_scores(
             self.metric.criterion,

@@ -93,11 +93,23 @@ def removal_losses_naive(
 
 
 def oracle_choice(
-    masked: MaskedNetwork, x: torch.Tensor, y: torch.Tensor, *, chunk: int = 64
+    masked: MaskedNetwork,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    chunk: int = 64,
+    generator: torch.Generator | None = None,
 ) -> tuple[str, int] | None:
-    """The unit to drop by the oracle (lowest loss without it; ties to the first), or None."""
+    """The unit to drop by the oracle (lowest loss without it), or None.
+
+    Exact ties are common (units that never fire leave the loss unchanged), so they are broken at
+    random with ``generator``, as the metrics break theirs; without one, the first candidate wins.
+    """
     units = candidates(masked)
     if not units:
         return None
     losses = removal_losses(masked, x, y, units, chunk=chunk)
-    return units[int(torch.argmin(losses))]
+    tied = torch.nonzero(losses == losses.min()).flatten()
+    if generator is None or len(tied) == 1:
+        return units[int(tied[0])]
+    return units[int(tied[torch.randint(len(tied), (1,), generator=generator)])]
