@@ -46,6 +46,8 @@ NOTES = {
     "fashion-fc40": "Run in lockstep (all 18 runs trained as one batched model, the default of "
     "`secateurs prune` since docs/lockstep.md); each round's `seconds` is the batch's time "
     "divided by the number of runs in it.",
+    "fashion-fc40-minmax": "The 3-seed study above left minimum vs maximum at 30% remaining inside "
+    "the seed bands; this reruns just those two metrics with 10 seeds (0-9, trained in lockstep).",
     "mnist-oracle-fc20": "The oracle runs one run after another (it is its own batched search); "
     "the other metrics' runs trained in lockstep.",
 }
@@ -69,6 +71,12 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
         "Model A (FC40-FC40) on Fashion-MNIST (60k train split 54000/6000, 10k test), "
         "six metrics, 3 seeds",
         ["--model", "model-a", "--dataset", "fashion-mnist", *_metrics(SIX), "--seeds", "3"],
+    ),
+    "fashion-fc40-minmax": (
+        "Model A (FC40-FC40) on Fashion-MNIST (60k train split 54000/6000, 10k test), "
+        "minimum vs maximum, 10 seeds",
+        ["--model", "model-a", "--dataset", "fashion-mnist", *_metrics(["minimum", "maximum"]),
+         "--seeds", "10"],
     ),
 }
 
