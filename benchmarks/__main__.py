@@ -35,7 +35,8 @@ def machine() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (
         f"{cpu}, {os.cpu_count()} cores, {gpu}; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads"
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads by default (a section "
+        "that sets fewer says so)"
     )
 
 

@@ -11,18 +11,21 @@ import warnings
 
 import pytest
 import torch
+from torch import nn
 
 from secateurs.cli.main import main
+from secateurs.errors import ConfigError, TrainingDiverged
 from secateurs.experiments.prune_study import run_prune_study
 from secateurs.pruning import PAPER_METRICS, DropNet, DropNetConfig, get_metric
+from secateurs.pruning import dropnet as dropnet_module
 from secateurs.pruning.importance import activation_stats, unit_scores
 from secateurs.pruning.lockstep import (
-    LockstepDropNet,
     LockstepFallback,
     compact_copy,
     compaction_plan,
     expand_into,
     lockstep_activation_stats,
+    lockstep_unsupported_reason,
     measure_splits,
     run_dropnet_lockstep,
     scores_from_stats,
@@ -153,11 +156,8 @@ def test_record_with_batched_metrics_is_dropnet_record(digits):
     result = TrainResult(epochs=3)
     expected = DropNet.record(twin, result, 1.5)
     (metrics,), _ = measure_splits([net.masked], digits)
-    net.pending_metrics = metrics
-    data = net.data
-    row = net.record(result, 1.5)
-    assert net.pending_metrics is None and net.data is data  # the stand-in is gone
-    assert set(row) == set(expected)
+    row = net.record(result, 1.5, metrics)
+    assert list(row) == list(expected)
     for key, value in expected.items():
         if isinstance(value, float):
             assert row[key] == pytest.approx(value, rel=1e-5), key
@@ -165,8 +165,7 @@ def test_record_with_batched_metrics_is_dropnet_record(digits):
             assert row[key] == value, key
     assert net.weights.keys() == twin.weights.keys()
     # the stop rule reads the batch's figures: a validation accuracy below kappa x unpruned stops
-    net.pending_metrics = {**metrics, "val_acc": 0.0}
-    net.record(result)
+    net.record(result, 0.0, {**metrics, "val_acc": 0.0})
     assert net.stop_reason is not None and "kappa" in net.stop_reason
 
 
@@ -188,7 +187,7 @@ def pruned_nets(digits, spec, seeds, drops):
     nets = []
     gen = torch.Generator().manual_seed(0)
     for seed, drop in zip(seeds, drops, strict=True):
-        net = LockstepDropNet(spec, digits, config(), seed=seed)
+        net = DropNet(spec, digits, config(), seed=seed)
         masks = net.masked.get_masks()
         for m in masks.values():
             idx = torch.randperm(len(m), generator=gen)[: int(drop * len(m))]
@@ -271,9 +270,7 @@ def test_choose_with_batched_scores_is_dropnet_choose(digits):
         expected = DropNet.choose(net)
         net.generator.set_state(state)
         (stats,) = lockstep_activation_stats([net.masked], digits.x_train, batch_size=2048)
-        net.pending_scores = scores_from_stats(net.metric.criterion, stats)
-        assert net.choose() == expected
-        assert net.pending_scores is None
+        assert net.choose(scores_from_stats(net.metric.criterion, stats)) == expected
 
 
 # -- the study and the command line --------------------------------------------------------------
@@ -329,3 +326,67 @@ def test_prune_command_takes_lockstep_flags(tmp_path, capsys):
         assert json.loads(capsys.readouterr().out)["out"] == str(out)
         outs[flag] = (out / "dropped.csv").read_text()
     assert outs["--lockstep"] == outs["--no-lockstep"]
+
+
+# -- refusals and failures -------------------------------------------------------------------------
+def test_compaction_with_weight_decay_is_refused_and_the_default_reproduces_the_runs(digits):
+    def decayed(metric):
+        return DropNetConfig(metric=metric, fraction=0.3, until=0.35, reset="continue",
+                             train=TrainConfig(max_epochs=2, patience=1, weight_decay=0.05))
+
+    runs = [(decayed("minimum"), 0), (decayed("magnitude"), 1)]
+    with pytest.raises(ConfigError, match=r"compact=True .*weight_decay=0\.05"):
+        run_dropnet_lockstep(FC, digits, runs, compact=True)
+    separate = [DropNet(FC, digits, cfg, seed=s).run() for cfg, s in runs]
+    assert_same_runs(separate, run_dropnet_lockstep(FC, digits, runs))  # compaction off
+
+
+class PerRow(nn.Module):
+    """A linear layer over the last dimension of a conv output: the stack builds, but its linear
+    layers take (N, features) only, which shows when the first input goes through."""
+
+    prunable_layers = ("conv",)
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.row = nn.Linear(8, 3)
+        self.fc = nn.Linear(4 * 8 * 3, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.row(torch.relu(self.conv(x)))), 1))
+
+
+def test_models_refused_at_forward_time_fall_back_to_separate_runs(digits, monkeypatch):
+    assert lockstep_unsupported_reason(FC, digits) is None
+    assert "(N, features)" in lockstep_unsupported_reason(PerRow(), digits)
+
+    def build(spec, shape, classes):
+        return PerRow() if spec == "per-row" else original(spec, shape, classes)
+
+    original = dropnet_module.build_model
+    monkeypatch.setattr(dropnet_module, "build_model", build)
+    runs = [(config("minimum", until=0.6, epochs=1), s) for s in (0, 1)]
+    with pytest.warns(LockstepFallback, match="features"):
+        results = run_dropnet_lockstep("per-row", digits, runs)
+    separate = [DropNet("per-row", digits, cfg, seed=s).run() for cfg, s in runs]
+    for a, b in zip(separate, results, strict=True):
+        assert a.dropped == b.dropped and len(a.rounds) > 1
+        for ra, rb in zip(a.rounds, b.rounds, strict=True):
+            assert {**ra, "seconds": 0} == {**rb, "seconds": 0}
+
+
+def test_a_diverging_run_outside_the_batch_is_reported_with_the_others(digits):
+    wild = DropNetConfig(metric="oracle", one_per_round=True, until=None, max_rounds=2,
+                         train=TrainConfig(max_epochs=1, lr=1e30))
+    runs = [
+        (config("minimum"), 0),
+        (wild, 0),  # runs alone (oracle) and diverges
+        (config("minimum", epochs=3, patience=None), 1),  # other settings: a batch of its own
+        (config("oracle", one_per_round=True, until=None, max_rounds=2), 1),  # alone, after it
+    ]
+    finished = []
+    with pytest.raises(TrainingDiverged, match="1 DropNet run") as info:
+        run_dropnet_lockstep(FC, digits, runs, on_finish=lambda i, r: finished.append(i))
+    assert "oracle seed 0" in str(info.value)
+    assert sorted(finished) == [0, 2, 3]  # every other run finished, the one after it included

@@ -176,3 +176,60 @@ def test_models_of_different_architectures_are_refused():
     b = build_model("model-a:widths=4-5", (1, 8, 8), 10)
     with pytest.raises(Exception, match="shapes|architecture"):
         StackedNetwork([a, b])
+
+
+class Scaled(nn.Module):
+    """Binary functions with keyword arguments: ``alpha`` scales the second operand."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = torch.add(self.a(x), self.b(x), alpha=3.0)
+        return torch.sub(h, torch.tanh(self.b(x)), alpha=0.5) + torch.add(x, h, alpha=-2.0)
+
+
+def test_keyword_arguments_of_binary_functions_are_honoured():
+    torch.manual_seed(0)
+    models = [Scaled() for _ in range(2)]
+    stacked = StackedNetwork(models)
+    x = torch.rand(2, 5, 4)
+    with torch.no_grad():
+        for layout, inp in (("kb", x), ("bk", x.transpose(0, 1).contiguous())):
+            out = stacked(inp, layout)
+            for i, m in enumerate(models):
+                a, b = m.a(x[i]), m.b(x[i])  # by hand: a + 3b - 0.5 tanh(b) + x - 2 (a + 3b)
+                by_hand = (a + 3 * b) - 0.5 * torch.tanh(b) + x[i] - 2 * (a + 3 * b)
+                assert torch.allclose(out[i], by_hand, atol=1e-5), layout
+                assert torch.allclose(out[i], m(x[i]), atol=1e-5), layout
+        shared = stacked(x[0], "shared")
+    for i, m in enumerate(models):
+        assert torch.allclose(shared[i], m(x[0]), atol=1e-5)
+
+
+class Settings(nn.Module):
+    def __init__(self, stride=1, slope=0.01, pool=2):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, stride=stride)
+        self.act = nn.LeakyReLU(slope)
+        self.pool = nn.MaxPool2d(pool, stride=1)
+        self.avg = nn.AdaptiveAvgPool2d(1)
+        self.flat = nn.Flatten()
+
+    def forward(self, x):
+        return self.flat(self.avg(self.pool(self.act(self.conv(x)))))
+
+
+@pytest.mark.parametrize(
+    "other, setting",
+    [({"stride": 2}, "stride=(2, 2)"), ({"slope": 0.5}, "negative_slope=0.5"),
+     ({"pool": 3}, "kernel_size=3")],
+)
+def test_models_whose_modules_have_other_settings_are_refused(other, setting):
+    a, b = Settings(), Settings(**other)
+    assert StackedNetwork([a, Settings()]).k == 2  # alike: accepted
+    with pytest.raises(LockstepUnsupported, match="model 1") as info:
+        StackedNetwork([a, b])
+    assert setting in str(info.value)  # the setting of model 1, next to model 0's

@@ -104,37 +104,3 @@ def test_one_seed_per_model_is_required(digits):
     models = [seeded_model("model-a:widths=4-4", digits, s) for s in range(2)]
     with pytest.raises(Exception, match="one seed per model"):
         train_lockstep(models, digits, TrainConfig(max_epochs=1), seeds=[0])
-
-
-def test_a_network_joining_a_running_batch_trains_as_if_alone(digits):
-    from secateurs.training.lockstep import LockstepTrainer
-
-    config = TrainConfig(max_epochs=3, patience=None)
-    models = [seeded_model("model-a:widths=8-8", digits, s) for s in range(3)]
-    trainer = LockstepTrainer(digits, config)
-    trainer.add("a", models[0], 10)
-    trainer.add("b", models[1], 11)
-    finished = trainer.epoch()
-    assert finished == []
-    trainer.add("c", models[2], 12)  # joins one epoch later
-    done = {}
-    while len(trainer):
-        done.update({f.key: f for f in trainer.epoch()})
-    assert set(done) == {"a", "b", "c"}
-    for key, seed, model in zip("abc", range(3), models, strict=True):
-        alone = seeded_model("model-a:widths=8-8", digits, seed)
-        expected = train(alone, digits, config, seed=10 + seed, progress=False)
-        assert done[key].result.epochs == expected.epochs == 3
-        assert done[key].seconds > 0
-        for a, b in zip(alone.parameters(), model.parameters(), strict=True):
-            assert torch.allclose(a, b, atol=1e-5)
-
-
-def test_joining_a_running_batch_needs_a_stateless_optimizer(digits):
-    from secateurs.training.lockstep import LockstepTrainer
-
-    trainer = LockstepTrainer(digits, TrainConfig(max_epochs=2, momentum=0.9))
-    trainer.add(0, seeded_model("model-a:widths=4-4", digits, 0), 0)
-    trainer.epoch()
-    with pytest.raises(Exception, match="plain SGD"):
-        trainer.add(1, seeded_model("model-a:widths=4-4", digits, 1), 1)

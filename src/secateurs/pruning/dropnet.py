@@ -149,8 +149,13 @@ class DropNet:
             description=f"{self.config.metric} round {self.round}",
         )
 
-    def record(self, result: TrainResult, seconds: float = 0.0) -> dict:
-        """Measure the trained network of this round, keep its weights, decide whether to stop."""
+    def record(
+        self, result: TrainResult, seconds: float = 0.0, metrics: dict[str, float] | None = None
+    ) -> dict:
+        """Measure the trained network of this round, keep its weights, decide whether to stop.
+
+        ``metrics``: the splits' losses and accuracies (``split_metrics``' keys) when the driver
+        has measured them already (the lockstep driver measures many runs in one pass)."""
         from .counting import implied_params_macs
 
         example = self.data.x_train[:1].to(next(self.masked.parameters()).device)
@@ -166,7 +171,11 @@ class DropNet:
             "macs": macs,
             "params_fraction": params / self._unpruned_counts[0],
             "macs_fraction": macs / self._unpruned_counts[1],
-            **split_metrics(self.masked, self.data, self.config.train.eval_batch_size),
+            **(
+                split_metrics(self.masked, self.data, self.config.train.eval_batch_size)
+                if metrics is None
+                else metrics
+            ),
             "epochs": result.epochs,
             "seconds": seconds,
             "widths": {k: int(m.sum()) for k, m in masks.items()},
@@ -178,8 +187,11 @@ class DropNet:
         self.stop_reason = self.config.stop_rule().reason_to_stop(self.rounds)
         return row
 
-    def choose(self) -> dict[str, list[int]]:
-        """The units this round drops, by the metric (or the oracle)."""
+    def choose(self, scores: dict[str, torch.Tensor] | None = None) -> dict[str, list[int]]:
+        """The units this round drops, by the metric (or the oracle). ``scores``: this round's
+        unit scores when the driver has computed them already (not for the oracle)."""
+        if scores is not None:
+            return self.select(scores)
         cfg, x = self.config, self.data.x_train
         if self.metric.criterion == "oracle":
             y = self.data.y_train
@@ -213,9 +225,10 @@ class DropNet:
         )
         return ungroup_coupled(drop, groups, alive)
 
-    def prune_step(self) -> int:
-        """Score, drop, reset; returns how many units were dropped (0: nothing left to drop)."""
-        drop = self.choose()
+    def prune_step(self, scores: dict[str, torch.Tensor] | None = None) -> int:
+        """Score (unless ``scores`` are given, see ``choose``), drop, reset; returns how many units
+        were dropped (0: nothing left to drop)."""
+        drop = self.choose(scores)
         count = sum(len(v) for v in drop.values())
         if count == 0:
             self.stop_reason = "no layer has a unit left to drop"

@@ -14,9 +14,11 @@ What makes a lockstep round cheaper than K separate rounds:
   (dead units pad the others; they output exactly zero and get zero gradients), and the trained
   weights are scattered back into the full-width networks afterwards. Dropped units never change
   in a separate run either (their gradients are exactly zero), so this changes only the order of
-  floating-point sums. It is off when weight decay is on (decay does move dropped weights);
+  floating-point sums. It is off by default when weight decay is on (decay does move dropped
+  weights), and asking for it then is an error;
 - every split is measured for all runs in one stacked pass per split, in cache-sized chunks, and
-  the pass over the training split also collects the activation scores;
+  the pass over the training split also collects the activation scores (``DropNet.record`` and
+  ``DropNet.choose`` take the figures instead of measuring again);
 - on CPU, a round trains in sub-batches whose activations stay in cache (``step_bytes``), runs of
   similar widths together.
 
@@ -27,7 +29,6 @@ Oracle runs and models the engine cannot batch (BatchNorm, dropout) run one afte
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import time
@@ -35,10 +36,10 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from ..data.splits import DatasetSplits
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingDiverged
 from ..training.lockstep import (
     LockstepDiverged,
     LockstepUnsupported,
@@ -48,6 +49,7 @@ from ..training.lockstep import (
     eval_chunk,
     evaluate_lockstep,
     register_stacker,
+    trace_stackable,
     train_lockstep,
 )
 from ..training.trainer import TrainResult, resolve_device
@@ -169,6 +171,7 @@ def compact_copy(masked: MaskedNetwork, plan: dict[str, torch.Tensor]) -> nn.Mod
     net = copy.deepcopy(masked.net)
     if not plan:
         return net
+    mask_names = _mask_module_names(masked)
     for layer, index in plan.items():
         module = net.get_submodule(layer)
         _take(module, "weight", 0, index)
@@ -177,7 +180,7 @@ def compact_copy(masked: MaskedNetwork, plan: dict[str, torch.Tensor]) -> nn.Mod
             module.out_features = len(index)
         else:
             module.out_channels = len(index)
-        _take(net.get_submodule(_mask_module_names(masked)[layer]), "mask", 0, index)
+        _take(net.get_submodule(mask_names[layer]), "mask", 0, index)
     for name in masked.flow.space_of:
         index = _input_index(masked, plan, name)
         if index is not None:
@@ -264,18 +267,20 @@ def lockstep_activation_stats(
     samples: int | None = None,
     batch_size: int = 1024,
     zeros_needed: bool = True,
+    graph: fx.Graph | None = None,
 ) -> list[ActivationStats]:
     """``importance.activation_stats`` for K networks in one stacked pass over ``x``.
 
     ``modules``/``plans``: compact copies to run instead of the networks themselves, and how to
     map their units back. ``zeros_needed=False`` skips counting zeros (``apoz`` is then 0).
+    ``graph``: ``trace_stackable`` of the modules, if known.
     """
     if samples is not None:
         x = x[:samples]
     n = len(x)
     modules = list(modules) if modules is not None else [net.net for net in nets]
     plans = list(plans) if plans is not None else [{} for _ in nets]
-    stacked = StackedNetwork(modules).eval()
+    stacked = StackedNetwork(modules, graph).eval()
     device = next(stacked.parameters()).device
     taps = _ActivationTaps(nets, stacked, zeros_needed)
     chunk = eval_chunk(
@@ -290,45 +295,6 @@ def _op_key(name: str) -> str:
     return name.replace(".", "__")
 
 
-def _one_sample(data: DatasetSplits) -> DatasetSplits:
-    one = data.x_train[:1], data.y_train[:1]
-    return dataclasses.replace(
-        data, x_train=one[0], y_train=one[1], x_val=one[0], y_val=one[1], x_test=one[0],
-        y_test=one[1],
-    )
-
-
-class LockstepDropNet(DropNet):
-    """A ``DropNet`` whose next ``record`` and ``choose`` may use figures measured for many runs in
-    one pass (``pending_metrics``, ``pending_scores``); everything else is ``DropNet``'s own."""
-
-    pending_scores: dict[str, torch.Tensor] | None = None
-    pending_metrics: dict[str, float] | None = None
-
-    def record(self, result: TrainResult, seconds: float = 0.0) -> dict:
-        metrics, self.pending_metrics = self.pending_metrics, None
-        if metrics is None:
-            return super().record(result, seconds)
-        # DropNet.record measures every split itself. Hand it a one-sample stand-in for the data
-        # (it still reads its example input there), then put the batch's figures in the row and
-        # decide the stop rule on them.
-        full = self.data
-        self.data = _one_sample(full)
-        try:
-            row = super().record(result, seconds)
-        finally:
-            self.data = full
-        row.update(metrics)
-        self.stop_reason = self.config.stop_rule().reason_to_stop(self.rounds)
-        return row
-
-    def choose(self) -> dict[str, list[int]]:
-        scores, self.pending_scores = self.pending_scores, None
-        if scores is None:
-            return super().choose()
-        return self.select(scores)  # the same selection (budget, coupling) as a separate run
-
-
 def measure_splits(
     nets: Sequence[MaskedNetwork],
     data: DatasetSplits,
@@ -337,13 +303,15 @@ def measure_splits(
     plans: Sequence[dict[str, torch.Tensor]] | None = None,
     stats_for: Sequence[int] = (),
     zeros_needed: bool = False,
+    graph: fx.Graph | None = None,
 ) -> tuple[list[dict[str, float]], dict[int, ActivationStats]]:
     """What ``training.split_metrics`` gives for each network (loss and accuracy on every split),
     in one stacked pass per split; the pass over the training split also collects the activation
-    statistics of the networks at positions ``stats_for`` (over every training sample)."""
+    statistics of the networks at positions ``stats_for`` (over every training sample).
+    ``graph``: ``trace_stackable`` of the modules, if known."""
     modules = list(modules) if modules is not None else [net.net for net in nets]
     plans = list(plans) if plans is not None else [{} for _ in nets]
-    stacked = StackedNetwork(modules).eval()
+    stacked = StackedNetwork(modules, graph).eval()
     device = next(stacked.parameters()).device
     per_sample = stacked.elements_per_sample(data.x_train[:1].to(device))
     chunk = eval_chunk(stacked.k, per_sample, 2048, device)
@@ -360,13 +328,28 @@ def measure_splits(
 
 
 # ------------------------------------------------------------------------------ the driver
-def lockstep_unsupported_reason(model: str, data: DatasetSplits) -> str | None:
-    """Why runs of ``model`` cannot be batched (None if they can)."""
+def lockstep_unsupported_reason(model: str | nn.Module, data: DatasetSplits) -> str | None:
+    """Why runs of ``model`` (a registry spec, or a module, left untouched) cannot be batched
+    (None if they can). Some ops refuse only when they see their input, so one sample goes
+    through the stack in every input layout and must give the model's own logits."""
+    if isinstance(model, nn.Module):
+        model = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        net = DropNet(model, data, DropNetConfig(), seed=0).masked.net.eval()
+    x = data.x_train[:1]
     try:
-        with torch.random.fork_rng(devices=[]):
-            StackedNetwork([DropNet(model, data, DropNetConfig(), seed=0).masked.net])
+        stacked = StackedNetwork([net]).eval()
+        with torch.no_grad():
+            want = net(x)
+            outs = {lay: stacked(t, lay)[0] for lay, t in
+                    (("shared", x), ("kb", x.unsqueeze(0)), ("bk", x.unsqueeze(1)))}
     except LockstepUnsupported as exc:
         return str(exc)
+    except RuntimeError as exc:  # an op the engine batches wrongly for this model
+        return f"the stacked forward fails ({type(exc).__name__}: {exc})"
+    for layout, got in outs.items():
+        if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
+            return f"the stacked forward ({layout} input) does not reproduce the model's logits"
     return None
 
 
@@ -389,12 +372,14 @@ def run_dropnet_lockstep(
     Each round, a batch trains in sub-batches whose largest activation in a step stays within
     ``step_bytes`` (default: 16 MiB on CPU, where activations that stay in cache train faster;
     no limit on GPU), runs of similar widths together. ``compact`` (default: on unless weight decay
-    is on) skips units dropped in every network of a sub-batch. ``order_seed``: give every run the data order of a run with that seed (one shared order;
+    is on) skips units dropped in every network of a sub-batch; ``compact=True`` with weight decay
+    is a ``ConfigError`` (decay moves dropped weights, which a compacted batch never computes).
+    ``order_seed``: give every run the data order of a run with that seed (one shared order;
     the first layer becomes one wide product) instead of its own. ``on_round(run, row)`` follows
     each recorded round, ``on_finish(i, result)`` each finished run (``i`` indexes ``runs``).
     Results come back in the order of ``runs``. Oracle runs and architectures the engine cannot
     batch run one after another (``LockstepFallback`` warning). If some runs diverge, the others
-    finish and a ``TrainingDiverged`` error is raised at the end.
+    finish (batched or not) and a ``TrainingDiverged`` error naming them is raised at the end.
     """
     if group_size is not None and group_size < 1:
         raise ConfigError(f"group_size must be >= 1, got {group_size}")
@@ -409,6 +394,16 @@ def run_dropnet_lockstep(
     batched, alone = [], []
     for i, (cfg, _seed) in enumerate(runs):
         (alone if cfg.metric == "oracle" else batched).append(i)
+    if compact:
+        decayed = [i for i in batched if runs[i][0].train.weight_decay > 0]
+        if decayed:
+            cfg, seed = runs[decayed[0]]
+            raise ConfigError(
+                f"compact=True cannot be used with weight decay (weight_decay="
+                f"{cfg.train.weight_decay} in the {cfg.metric} run with seed {seed}): decay moves "
+                "the weights of dropped units in a separate run, and a compacted batch does not "
+                "compute them; leave compact=None (off with weight decay) or set weight_decay=0"
+            )
     reason = lockstep_unsupported_reason(model, data) if batched else None
     if reason is not None:
         warnings.warn(
@@ -427,10 +422,13 @@ def run_dropnet_lockstep(
                        step_bytes)
     for i in alone:
         cfg, seed = runs[i]
-        done(i, DropNet(model, data, cfg, seed=seed).run(on_round))
+        try:
+            result = DropNet(model, data, cfg, seed=seed).run(on_round)
+        except TrainingDiverged as exc:  # the others go on, as in a batch
+            failures[i] = str(exc)
+            continue
+        done(i, result)
     if failures:
-        from ..errors import TrainingDiverged
-
         first = min(failures)
         raise TrainingDiverged(
             f"{len(failures)} DropNet run(s) diverged, e.g. {runs[first][0].metric} seed "
@@ -440,12 +438,14 @@ def run_dropnet_lockstep(
 
 
 def _subgroups(
-    group: list[LockstepDropNet], elements: int, batch_size: int, budget: int | None
+    group: list[DropNet], elements: int, batch_size: int, budget: int | None,
+    compact: bool,
 ) -> list[list[int]]:
     """Positions of ``group`` split into batches whose largest activation in a training step
-    (``elements`` per sample at full width, scaled by the widest layer's alive fraction) stays
-    within ``budget`` bytes; runs of similar widths go together (they compact better)."""
-    widest = [max(n.masked.remaining_per_layer().values()) for n in group]
+    (``elements`` per sample at full width, scaled by the widest layer's alive fraction when
+    ``compact``) stays within ``budget`` bytes; runs of similar widths go together (they compact
+    better)."""
+    widest = [max(n.masked.remaining_per_layer().values()) if compact else 1.0 for n in group]
     order = sorted(range(len(group)), key=lambda p: -widest[p])
     if budget is None:
         return [order]
@@ -475,68 +475,40 @@ def _run_group(
     use_compact = compact if compact is not None else train_cfg.weight_decay == 0
     if step_bytes is None and device.type == "cpu":
         step_bytes = CPU_STEP_BYTES
-    nets = {i: LockstepDropNet(model, data, runs[i][0], seed=runs[i][1]) for i in members}
+    nets = {i: DropNet(model, data, runs[i][0], seed=runs[i][1]) for i in members}
     first = nets[members[0]].masked
     elements = StackedNetwork([first.net]).elements_per_sample(data.x_train[:1])
     active = list(members)
+    scores: dict[DropNet, dict[str, torch.Tensor]] = {}  # computed in the batch, used by prune_step
     while active:
         group = [nets[i] for i in active]
         for net in group:
             net.masked.to(device)
-        for sub in _subgroups(group, elements, train_cfg.batch_size, step_bytes):
+        for sub in _subgroups(group, elements, train_cfg.batch_size, step_bytes, use_compact):
             _round(
                 [group[p] for p in sub], [active[p] for p in sub], data, use_compact, order_seed,
-                on_round, failures,
+                on_round, failures, scores,
             )
         still = []
         for i, net in zip(active, group, strict=True):
             if i in failures:
                 continue
-            if net.stop_reason is not None or net.prune_step() == 0:
+            if net.stop_reason is not None or net.prune_step(scores.pop(net, None)) == 0:
                 done(i, net.result())
             else:
                 still.append(i)
         active = still
 
 
-def _measure_record_score(
-    group: list[LockstepDropNet],
-    modules: list[nn.Module],
-    plans: list[dict[str, torch.Tensor]],
-    trained: list[TrainResult],
-    seconds: list[float],
-    data: DatasetSplits,
-    on_round: Callable[[DropNet, dict], None] | None,
-) -> None:
-    """Measure every split of every network in one stacked pass per split (the training-split
-    pass also scores the runs that score by activations over all training samples), record each
-    run's round, and leave scores for the runs that go on."""
-    scored = [
-        j for j, net in enumerate(group)
-        if net.metric.criterion in BATCHED_CRITERIA and net.config.score_samples is None
-    ]
-    metrics, stats = measure_splits(
-        [net.masked for net in group], data, modules=modules, plans=plans, stats_for=scored,
-        zeros_needed=any(group[j].metric.criterion == "apoz" for j in scored),
-    )
-    for j, net in enumerate(group):
-        net.pending_metrics = metrics[j]
-        row = net.record(trained[j], seconds[j])
-        if on_round is not None:
-            on_round(net, row)
-        if j in stats and net.stop_reason is None:
-            net.pending_scores = scores_from_stats(net.metric.criterion, stats[j])
-    _score(group, modules, plans, list(range(len(group))), data)
-
-
 def _round(
-    group: list[LockstepDropNet],
+    group: list[DropNet],
     indices: list[int],
     data: DatasetSplits,
     use_compact: bool,
     order_seed: int | None,
     on_round: Callable[[DropNet, dict], None] | None,
     failures: dict[int, str],
+    scores: dict[DropNet, dict[str, torch.Tensor]],
 ) -> None:
     """One round of a batch of runs: train together, measure, record, score (not prune)."""
     train_cfg = group[0].config.train
@@ -544,10 +516,11 @@ def _round(
     modules = [
         compact_copy(n.masked, p) if p else n.masked.net for n, p in zip(group, plans, strict=True)
     ]
+    graph = trace_stackable(modules)  # once for training, measuring and scoring
     seeds = [(n.seed if order_seed is None else order_seed) * 100_003 + n.round for n in group]
     start = time.perf_counter()
     try:
-        trained = train_lockstep(modules, data, train_cfg, seeds=seeds)
+        trained = train_lockstep(modules, data, train_cfg, seeds=seeds, graph=graph)
     except LockstepDiverged as exc:
         trained = exc.results
         for pos, message in exc.failed.items():
@@ -560,30 +533,50 @@ def _round(
     if ok:
         _measure_record_score(
             [group[p] for p in ok], [modules[p] for p in ok], [plans[p] for p in ok],
-            [trained[p] for p in ok], [seconds] * len(ok), data, on_round,
+            [trained[p] for p in ok], seconds, data, on_round, graph, scores,
         )
 
 
-def _score(
-    group: list[LockstepDropNet], modules: list[nn.Module], plans: list[dict], positions: list[int],
+def _measure_record_score(
+    group: list[DropNet],
+    modules: list[nn.Module],
+    plans: list[dict[str, torch.Tensor]],
+    trained: list[TrainResult],
+    seconds: float,
     data: DatasetSplits,
+    on_round: Callable[[DropNet, dict], None] | None,
+    graph: fx.Graph | None,
+    scores: dict[DropNet, dict[str, torch.Tensor]],
 ) -> None:
-    """Batched activation scores for the runs that go on, score by activations and have none
-    yet (those scoring on their first ``score_samples`` rows)."""
-    wanted: dict[int | None, list[int]] = {}
-    for pos in positions:
-        net = group[pos]
-        if (
-            net.stop_reason is None and net.metric.criterion in BATCHED_CRITERIA
-            and net.pending_scores is None
-        ):
-            wanted.setdefault(net.config.score_samples, []).append(pos)
+    """Measure every split of every network in one stacked pass per split (the training-split
+    pass also scores the runs that score by activations over all training samples), record each
+    run's round, and leave scores for the runs that go on (those scoring on their first
+    ``score_samples`` rows get one more stacked pass per sample count)."""
+    scored = [
+        j for j, net in enumerate(group)
+        if net.metric.criterion in BATCHED_CRITERIA and net.config.score_samples is None
+    ]
+    metrics, stats = measure_splits(
+        [net.masked for net in group], data, modules=modules, plans=plans, stats_for=scored,
+        zeros_needed=any(group[j].metric.criterion == "apoz" for j in scored), graph=graph,
+    )
+    wanted: dict[int, list[int]] = {}  # score_samples -> positions
+    for j, net in enumerate(group):
+        row = net.record(trained[j], seconds, metrics[j])
+        if on_round is not None:
+            on_round(net, row)
+        if net.stop_reason is not None or net.metric.criterion not in BATCHED_CRITERIA:
+            continue
+        if j in stats:
+            scores[net] = scores_from_stats(net.metric.criterion, stats[j])
+        else:
+            wanted.setdefault(net.config.score_samples, []).append(j)
     for samples, chosen in wanted.items():
-        stats = lockstep_activation_stats(
-            [group[p].masked for p in chosen], data.x_train,
-            modules=[modules[p] for p in chosen], plans=[plans[p] for p in chosen],
+        chosen_stats = lockstep_activation_stats(
+            [group[j].masked for j in chosen], data.x_train,
+            modules=[modules[j] for j in chosen], plans=[plans[j] for j in chosen],
             samples=samples, batch_size=group[chosen[0]].config.train.eval_batch_size,
-            zeros_needed=any(group[p].metric.criterion == "apoz" for p in chosen),
+            zeros_needed=any(group[j].metric.criterion == "apoz" for j in chosen), graph=graph,
         )
-        for pos, st in zip(chosen, stats, strict=True):
-            group[pos].pending_scores = scores_from_stats(group[pos].metric.criterion, st)
+        for j, st in zip(chosen, chosen_stats, strict=True):
+            scores[group[j]] = scores_from_stats(group[j].metric.criterion, st)

@@ -9,19 +9,20 @@ any width), convolutions as one grouped convolution (channels-last on CPU), poin
 pooling on the stacked activations.
 
 ``train_lockstep`` (``LockstepTrainer``) is ``trainer.train`` for K models at once, network by
-network the same thing: each model keeps its own data order (its own seeded generator; equal seeds
-share one order and the input is shared), its own slice of the optimizer state (elementwise
-optimizers on stacked parameters are per-network identical to separate ones, because each
-network's gradient is that of its own mean loss), and its own early stopping and restore-best; a
-network that stops is removed from the stack (parameters and optimizer state are sliced), so it
-costs nothing afterwards.
+network the same thing: each model keeps its own data order (its own seeded generator; when all
+seeds are equal the networks share one order and read one shared input), its own slice of the
+optimizer state (elementwise optimizers on stacked parameters are per-network identical to
+separate ones, because each network's gradient is that of its own mean loss), and its own early
+stopping and restore-best; a network that stops is removed from the stack (parameters and
+optimizer state are sliced), so it costs nothing afterwards.
 
 The results equal K calls of ``train`` up to floating-point reassociation (batched kernels sum in
 another order): see docs/lockstep.md for the tolerances the tests hold. Supported: Linear,
-Conv2d (groups=1, zero padding), pointwise activations, pooling, Flatten, additions; more module
-types can be registered with ``register_stacker``. BatchNorm (running statistics) and dropout
-(random masks per network) are not batched: ``LockstepUnsupported`` says so, and callers fall back
-to separate runs.
+Conv2d (groups=1, zero padding), pointwise activations, pooling, Flatten, additions and other
+binary ops (``alpha=`` included); more module types can be registered with ``register_stacker``.
+Every model must configure each module alike (stride, slopes, ...). BatchNorm (running
+statistics) and dropout (random masks per network) are not batched: ``LockstepUnsupported`` says
+so, and callers fall back to separate runs.
 """
 
 from __future__ import annotations
@@ -147,35 +148,6 @@ def _stacker_for(module: nn.Module):
         if cls in _STACKERS:
             return _STACKERS[cls]
     return None
-
-
-class _BatchedLinear(torch.autograd.Function):
-    """y = x @ W^T + b per network, computed feature-major as y^T = W @ x^T.
-
-    W is stored (K, out, in) as nn.Linear stores it. Measured on CPU (MKL), the product with the
-    sample count as the inner dimension runs at the same speed for every layer width, while
-    x @ W^T slows down by up to 2.5x for widths that are not multiples of 16 (as compacted layers
-    usually are). The output is a (K, B, out) view of (K, out, B) memory; pointwise ops keep that
-    layout, so the next layer reads its input contiguously. Gradients land in W's layout.
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        xt = x.transpose(1, 2)
-        yt = torch.bmm(weight, xt) if bias is None else torch.baddbmm(bias.unsqueeze(2), weight, xt)
-        return yt.transpose(1, 2)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        gt = grad.transpose(1, 2)
-        gx = torch.bmm(weight.transpose(1, 2), gt).transpose(1, 2) if ctx.needs_input_grad[0] else None
-        gw = torch.bmm(gt, x) if ctx.needs_input_grad[1] else None
-        gb = grad.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb
 
 
 @register_stacker(nn.Linear)
@@ -321,9 +293,16 @@ _BINARY = {
 }
 
 
+# Keyword arguments of the binary functions that the engine passes through (``torch.add(a, b,
+# alpha=2)``); any other keyword is refused rather than dropped.
+_BINARY_KWARGS = {"alpha"}
+
+
 def _binary(fn, a, b) -> Stacked:
+    """``fn(a, b)`` where at least one of ``a``, ``b`` is a stacked activation (``fn`` holds any
+    keyword arguments)."""
     if not isinstance(a, Stacked):
-        a, b, fn = b, a, ((lambda u, v, f=fn: f(v, u)) if fn in (torch.sub, torch.div) else fn)
+        a, b, fn = b, a, (lambda u, v, f=fn: f(v, u))
     if not isinstance(b, Stacked):
         return Stacked(fn(a.t, b), a.layout)
     if a.layout == b.layout:
@@ -355,6 +334,38 @@ def _trace(model: nn.Module) -> fx.Graph:
         ) from exc
 
 
+def trace_stackable(models: Sequence[nn.Module]) -> fx.Graph:
+    """The traced graph of ``models[0]``, after checking that every model traces to the same
+    code; pass it to ``StackedNetwork`` (or ``train_lockstep``) to stack these models again
+    without tracing them again."""
+    if not models:
+        raise ConfigError("lockstep needs at least one model")
+    graph = _trace(models[0])
+    code = graph.python_code("self").src
+    for i, m in enumerate(models[1:], 1):
+        if _trace(m).python_code("self").src != code:
+            raise ConfigError(f"model {i} does not have the architecture of model 0")
+    return graph
+
+
+def _settings(module: nn.Module) -> str:
+    return f"{type(module).__name__}({module.extra_repr()})"
+
+
+def _check_same_settings(name: str, modules: Sequence[nn.Module]) -> None:
+    """Every model's module ``name`` has model 0's type and settings (stride, padding, slopes,
+    pool sizes: what ``extra_repr`` shows). Stacked ops take those settings from model 0, so any
+    difference would silently run the other models with model 0's settings."""
+    ref = modules[0]
+    for i, module in enumerate(modules[1:], 1):
+        if type(module) is not type(ref) or module.extra_repr() != ref.extra_repr():
+            raise LockstepUnsupported(
+                f"module {name!r} has other settings in model {i} than in model 0: "
+                f"{_settings(module)} against {_settings(ref)}; lockstep batches only models "
+                "whose modules are configured alike"
+            )
+
+
 def _key(name: str) -> str:
     return name.replace(".", "__")
 
@@ -368,17 +379,14 @@ class StackedNetwork(nn.Module):
     """
 
     def __init__(self, models: Sequence[nn.Module], graph: fx.Graph | None = None):
-        """``graph``: the traced graph of a previous stack of the same architecture (skips tracing
-        and comparing every model's code; tensor shapes are still checked)."""
+        """``graph``: ``trace_stackable(models)`` or the graph of a previous stack of these
+        models (skips tracing and comparing every model's code; tensor shapes and module settings
+        are still checked)."""
         super().__init__()
         if not models:
             raise ConfigError("lockstep needs at least one model")
         if graph is None:
-            graph = _trace(models[0])
-            code = graph.python_code("self").src
-            for i, m in enumerate(models[1:], 1):
-                if _trace(m).python_code("self").src != code:
-                    raise ConfigError(f"model {i} does not have the architecture of model 0")
+            graph = trace_stackable(models)
         shapes0 = {k: tuple(v.shape) for k, v in models[0].state_dict().items()}
         for i, m in enumerate(models[1:], 1):
             if {k: tuple(v.shape) for k, v in m.state_dict().items()} != shapes0:
@@ -435,7 +443,9 @@ class StackedNetwork(nn.Module):
                 )
             key = _key(name)
             if key not in self.ops:
-                self.ops[key] = factory([m.get_submodule(name) for m in models])
+                modules = [m.get_submodule(name) for m in models]
+                _check_same_settings(name, modules)
+                self.ops[key] = factory(modules)
                 self._module_names[key] = name
                 covered.add(name)
                 if isinstance(self.ops[key], StackedConv2d) and self.input_layout == "kb":
@@ -457,7 +467,14 @@ class StackedNetwork(nn.Module):
             return env[args[0]]
 
         if node.op == "call_function" and target in _BINARY:
-            fn = _BINARY[target]
+            unknown = set(kwargs) - _BINARY_KWARGS
+            if unknown or len(args) != 2 or any(isinstance(v, fx.Node) for v in kwargs.values()):
+                raise LockstepUnsupported(
+                    f"lockstep cannot batch {node.format_node()}: it passes binary operations "
+                    f"two arguments and the keywords {sorted(_BINARY_KWARGS)} only"
+                )
+            base = _BINARY[target]
+            fn = (lambda u, v: base(u, v, **kwargs)) if kwargs else base
             return lambda env: _binary(fn, arg(env, args[0]), arg(env, args[1]))
         if node.op == "call_function" and target in _POINTWISE_FUNCTIONS or (
             node.op == "call_method" and target in _POINTWISE_METHODS
@@ -554,15 +571,14 @@ def evaluate_lockstep(
     chunk: int | None = None,
     *,
     taps: dict[str, Callable[[torch.Tensor], None]] | None = None,
-    tap_rows: int | None = None,
 ) -> list[tuple[float, float]]:
     """Per network (mean cross-entropy, accuracy) on the shared ``(x, y)``, in eval mode.
 
     ``chunk`` samples go through at a time (default: what fits ``EVAL_MEMORY_BUDGET``; large
     batches of large activations run from memory instead of cache, several times slower on CPU).
     Losses are summed per chunk in float32 and accumulated in float64. ``taps`` (see
-    ``StackedNetwork.forward``) see the first ``tap_rows`` samples (default: all), so that one pass
-    can both measure the networks and collect activation statistics.
+    ``StackedNetwork.forward``) see every sample, so that one pass can both measure the networks
+    and collect activation statistics.
     """
     was_training = stacked.training
     stacked.eval()
@@ -570,13 +586,12 @@ def evaluate_lockstep(
     k, n = stacked.k, len(y)
     if chunk is None:
         chunk = eval_chunk(k, stacked.elements_per_sample(x[:1].to(device)), 2048, device)
-    tap_rows = n if tap_rows is None else min(tap_rows, n)
-    edges = sorted({*range(0, n, chunk), tap_rows} - {n}) + [n] if n else [0]
+    edges = [*range(0, n, chunk), n]
     loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
     correct = torch.zeros(k, dtype=torch.int64, device=device)
     for i, j in zip(edges[:-1], edges[1:], strict=True):
         yb = y[i:j].to(device, non_blocking=True)
-        logits = stacked(x[i:j].to(device, non_blocking=True), taps=taps if i < tap_rows else None)
+        logits = stacked(x[i:j].to(device, non_blocking=True), taps=taps)
         scores = logits.transpose(1, 2)
         target = yb.expand(k, -1)
         loss_sum += F.cross_entropy(scores, target, reduction="none").sum(1).double()
@@ -660,7 +675,7 @@ def _batches(perms: torch.Tensor, batch_size: int, layout: str) -> list[torch.Te
 class _Member:
     """One network's training state (what ``trainer.train`` keeps in local variables)."""
 
-    key: object
+    key: int
     model: nn.Module
     generator: torch.Generator
     result: TrainResult
@@ -676,7 +691,7 @@ class Finished:
     ``restore_best``); ``result`` is None and ``error`` says why if its loss diverged; ``seconds``
     is its share of the batch's training time."""
 
-    key: object
+    key: int
     result: TrainResult | None
     seconds: float
     error: str | None = None
@@ -686,15 +701,24 @@ class LockstepTrainer:
     """Networks of one architecture trained together, epoch by epoch, each exactly as
     ``trainer.train`` would train it alone (own data order, early stopping, restore-best).
 
-    Networks join (``add``) and leave (when they stop) at epoch boundaries; ``train_lockstep`` adds
-    all networks at the start. Joining a batch that is already training needs an optimizer
-    without state (plain SGD), since a newcomer's state would start at another step; leaving
-    never does (parameters and state are sliced). (Refilling freed slots with DropNet runs' next
-    rounds was measured: the batch then keeps the widths of its least pruned member, which costs
-    what the fuller batch saves, so the DropNet driver keeps its rounds in step.)
+    All networks start together; a network that stops leaves the batch (parameters and optimizer
+    state are sliced). Networks do not join a running batch: a newcomer's optimizer state would
+    be at another step, and refilling freed slots with DropNet runs' next rounds was measured to
+    gain nothing (the batch then keeps the widths of its least pruned member, which costs what
+    the fuller batch saves), so the DropNet driver keeps its rounds in step.
     """
 
-    def __init__(self, data: DatasetSplits, config: TrainConfig | None = None):
+    def __init__(
+        self,
+        models: Sequence[nn.Module],
+        seeds: Sequence[int],
+        data: DatasetSplits,
+        config: TrainConfig | None = None,
+        *,
+        graph: fx.Graph | None = None,
+    ):
+        """Network ``i`` is ``models[i]`` with the data order of ``seeds[i]`` (equal seeds for
+        all: one generator, one shared input); ``graph`` as in ``StackedNetwork``."""
         self.config = config or TrainConfig()
         self.device = resolve_device(self.config.device)
         self.x_train, self.y_train = data.x_train.to(self.device), data.y_train.to(self.device)
@@ -702,52 +726,29 @@ class LockstepTrainer:
         self.n = len(self.y_train)
         if self.n == 0:
             raise ConfigError("the training split is empty")
-        self.members: list[_Member] = []
-        self.joining: list[_Member] = []
-        self.stacked: StackedNetwork | None = None
-        self.graph: fx.Graph | None = None
-        self.optimizer = None
-        self.chunk = 1
-        self.stateless = stateless_optimizer(self.config)
+        if len(set(seeds)) == 1:  # one shared order: one generator for all
+            generators = [torch.Generator().manual_seed(int(seeds[0]))] * len(models)
+        else:
+            generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.members = [
+            _Member(i, model.to(self.device), gen, TrainResult())
+            for i, (model, gen) in enumerate(zip(models, generators, strict=True))
+        ]
+        self.stacked: StackedNetwork | None = StackedNetwork(models, graph).to(self.device)
+        self.optimizer = _optimizer(self.stacked, self.config)
+        self.per_sample = self.stacked.elements_per_sample(self.x_train[:1])
+        self.chunk = self._eval_chunk()
 
     def __len__(self) -> int:
-        return len(self.members) + len(self.joining)
+        return len(self.members)
 
-    def add(self, key: object, model: nn.Module, seed: int) -> None:
-        """``model`` (same architecture and shapes as the others) joins at the next epoch, with
-        the data order of ``seed``."""
-        if self.members and not self.stateless:
-            raise ConfigError(
-                "a network can join a training batch only with plain SGD (no momentum, weight "
-                "decay or Adam): a newcomer's optimizer state would be at another step"
-            )
-        model.to(self.device)
-        self.joining.append(
-            _Member(key, model, torch.Generator().manual_seed(int(seed)), TrainResult())
-        )
-
-    def sync(self) -> None:
-        """Write every member's current weights into its model."""
-        if self.stacked is not None:
-            for pos, m in enumerate(self.members):
-                self.stacked.write_back(m.model, pos)
-
-    def _restack(self) -> None:
-        self.sync()
-        self.members += self.joining
-        self.joining = []
-        self.stacked = StackedNetwork([m.model for m in self.members], self.graph).to(self.device)
-        self.graph = self.stacked.graph
-        self.optimizer = _optimizer(self.stacked, self.config)
-        per_sample = self.stacked.elements_per_sample(self.x_train[:1])
-        self.chunk = eval_chunk(
-            self.stacked.k, per_sample, self.config.eval_batch_size, self.device
+    def _eval_chunk(self) -> int:
+        return eval_chunk(
+            self.stacked.k, self.per_sample, self.config.eval_batch_size, self.device
         )
 
     def epoch(self) -> list[Finished]:
         """Train every network one epoch; returns those that stopped (and leave the batch)."""
-        if self.joining or self.stacked is None:
-            self._restack()
         config, stacked, device = self.config, self.stacked, self.device
         members, ka, n, bs = self.members, len(self.members), self.n, self.config.batch_size
         sample = self.x_train.shape[1:]
@@ -836,6 +837,7 @@ class LockstepTrainer:
                 self.optimizer = _rebuild_optimizer(
                     self.optimizer, stacked, config, mapping, index, ka
                 )
+                self.chunk = self._eval_chunk()  # fewer networks: larger chunks fit the budget
             else:
                 self.stacked = None
         return finished
@@ -854,11 +856,13 @@ def train_lockstep(
     seeds: Sequence[int],
     progress: bool = False,
     description: str = "lockstep",
+    graph: fx.Graph | None = None,
 ) -> list[TrainResult]:
     """Train K models of one architecture in place, as ``[train(m, data, config, seed=s)]`` would.
 
     Each model gets the data order of ``seeds[i]``; when all seeds are equal the K networks read
-    the same batches. Raises ``LockstepUnsupported`` for models it cannot batch exactly, and
+    the same batches. ``graph``: the traced graph of these models (``StackedNetwork.graph``), to
+    skip tracing them again. Raises ``LockstepUnsupported`` for models it cannot batch exactly, and
     ``LockstepDiverged`` (after finishing the others) when some networks' loss became NaN or
     infinite.
     """
@@ -866,13 +870,7 @@ def train_lockstep(
     seeds = [int(s) for s in seeds]
     if len(seeds) != len(models):
         raise ConfigError(f"{len(models)} models but {len(seeds)} seeds; give one seed per model")
-    trainer = LockstepTrainer(data, config)
-    for i, (model, seed) in enumerate(zip(models, seeds, strict=True)):
-        trainer.add(i, model, seed)
-    if len(set(seeds)) == 1:  # one shared order: one generator for all
-        shared = trainer.joining[0].generator
-        for m in trainer.joining:
-            m.generator = shared
+    trainer = LockstepTrainer(models, seeds, data, config, graph=graph)
     results: list[TrainResult | None] = [None] * len(models)
     failed: dict[int, str] = {}
     with progress_bar(progress) as bar:
