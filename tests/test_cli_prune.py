@@ -107,6 +107,22 @@ def test_export_by_remaining_takes_the_nearest_round(study, tmp_path, capsys):
                                    atol=1e-5, rtol=1e-5)
 
 
+def test_export_to_one_safetensors_file(study, tmp_path, capsys):
+    out = tmp_path / "exports" / "minimum-r2.safetensors"
+    assert main(["export", str(study), "--metric", "minimum", "--round", "2", "--out", str(out)]) == 0
+    assert str(out) in "".join(capsys.readouterr().out.split())  # rich may wrap the path
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
+    x = load_dataset("digits").x_test[:50]
+    with torch.no_grad():
+        torch.testing.assert_close(load_exported(out)(x), _round_network(study, "minimum", 2)(x),
+                                   atol=1e-5, rtol=1e-5)
+    taken = tmp_path / "taken.safetensors"
+    taken.mkdir()
+    assert main(["export", str(study), "--metric", "minimum", "--round", "2", "--out",
+                 str(taken)]) != 0
+    _one_line_error(capsys, "is a directory")
+
+
 def _one_line_error(capsys, *needles: str) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err

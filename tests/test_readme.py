@@ -3,6 +3,10 @@
 import re
 from pathlib import Path
 
+import torch
+
+from secateurs.pruning import load_exported
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -14,4 +18,5 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
         exec(compile(block, str(README), "exec"), {"__name__": "readme"})
     out = capsys.readouterr().out
     assert "remaining: test accuracy" in out and "smaller" in out
-    assert (tmp_path / "runs" / "model-a-50" / "model.safetensors").is_file()
+    loaded = load_exported(tmp_path / "runs" / "model-a-50.safetensors")  # digits: 1x8x8, 10 classes
+    assert loaded(torch.zeros(2, 1, 8, 8)).shape == (2, 10)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from torch import fx, nn
 
 from secateurs.errors import ConfigError, DataError
+from secateurs.io import save_tensors
 from secateurs.models import build_model
 from secateurs.pruning.counting import count_params_macs, implied_params_macs
 from secateurs.pruning.masks import MaskedNetwork, UnitMask
@@ -381,3 +382,44 @@ def test_view_flatten_inplace_relu_and_concatenation():
     with torch.no_grad():
         fresh = torch.randn(3, 1, 8, 8, generator=gen)
         torch.testing.assert_close(result.module.eval()(fresh), masked(fresh), **TOL)
+
+
+def test_one_file_export_carries_its_architecture_and_loads_alike(tmp_path, exported_case):
+    masked, x, result, gen = exported_case(12)  # resnet18-dropnet, coupled channels zeroed
+    path = save_exported(tmp_path / "sub" / "small.safetensors", result, spec=masked.spec)
+    assert path.is_file() and list(path.parent.iterdir()) == [path]  # one file, no leftovers
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        arch = json.loads(f.metadata()["architecture"])
+    assert arch["model"] == {"name": "resnet18-dropnet", "options": {"width": 8}}
+    assert arch["removed"] == result.removed and arch["zeroed"] == result.zeroed
+    loaded = load_exported(path)
+    fresh = torch.randn(3, 1, 8, 8, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(fresh), result.module.eval()(fresh), rtol=0, atol=0)
+    # the same network as the directory form
+    save_exported(tmp_path / "dir", result, spec=masked.spec)
+    with torch.no_grad():
+        torch.testing.assert_close(load_exported(tmp_path / "dir")(fresh), loaded(fresh),
+                                   rtol=0, atol=0)
+
+
+def test_one_file_export_errors_name_the_file(tmp_path, exported_case):
+    masked, x, result, _ = exported_case(2)
+    missing = tmp_path / "missing.safetensors"
+    with pytest.raises(DataError, match="missing.safetensors not found"):
+        load_exported(missing)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"garbage")
+    with pytest.raises(DataError, match="not a readable safetensors file"):
+        load_exported(garbage)
+    plain = tmp_path / "plain.safetensors"  # weights alone, written by someone else
+    save_tensors(plain, result.module.state_dict())
+    with pytest.raises(DataError, match="not a secateurs export"):
+        load_exported(plain)
+    broken = tmp_path / "broken.safetensors"
+    save_tensors(broken, result.module.state_dict(),
+                 metadata={"format": "secateurs-exported-v1", "architecture": "{not json"})
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_exported(broken)

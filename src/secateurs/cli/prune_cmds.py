@@ -11,6 +11,7 @@ from ..data import load_dataset
 from ..errors import ConfigError
 from ..experiments.prune_study import rebuild_round, run_prune_study
 from ..pruning import DropNetConfig, export_pruned, save_exported
+from ..pruning.surgery import is_single_file
 from .main import app
 from .options import (
     DataDir,
@@ -138,14 +139,21 @@ def export(
         None, "--remaining", help="Export the round nearest this remaining fraction."
     ),
     out: Path = typer.Option(
-        ..., "--out", help="Folder for model.safetensors + architecture.json."
+        ...,
+        "--out",
+        help="A .safetensors file (the architecture in its metadata), or a folder for "
+        "model.safetensors + architecture.json.",
     ),
     json_out: bool = JsonOut,
 ) -> None:
     """Export one recorded round as a physically smaller network (safetensors + JSON)."""
     if (round_ is None) == (remaining is None):
         raise ConfigError("give exactly one of --round K or --remaining F")
-    out = out_dir(out)
+    if is_single_file(out):
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a directory; a .safetensors file was expected")
+    else:
+        out = out_dir(out)
     masked, result, r = rebuild_round(run, metric, seed, round_, remaining)
     example = torch.zeros(1, *masked.input_shape)
     exported = export_pruned(masked, example)
@@ -167,4 +175,5 @@ def export(
         print_json(summary)
     else:
         console.print(exported.summary())
-        console.print(f"wrote {out}/model.safetensors and {out}/architecture.json")
+        files = [out] if is_single_file(out) else [out / "model.safetensors", out / "architecture.json"]
+        console.print(f"wrote {' and '.join(map(str, files))}")

@@ -315,10 +315,12 @@ def _version() -> str:
 def save_exported(
     path: str | Path, result: ExportResult, *, spec: Mapping | None = None
 ) -> Path:
-    """Write ``model.safetensors`` and ``architecture.json`` into directory ``path`` (atomically,
-    weights first). ``spec`` is the model spec ``{"name": ..., "options": {...}}``; by default the
-    spec the model was built from (registry models). Without one, loading needs ``model=``."""
-    directory = Path(path)
+    """Write the export without pickle: to a single ``*.safetensors`` file, the architecture as
+    JSON in its metadata, or else into directory ``path`` as ``model.safetensors`` plus a
+    readable ``architecture.json`` (atomically, weights first). ``spec`` is the model spec
+    ``{"name": ..., "options": {...}}``; by default the spec the model was built from (registry
+    models). Without one, loading needs ``model=``."""
+    path = Path(path)
     if spec is None:
         spec = result.model_spec
     if spec is not None:
@@ -346,9 +348,50 @@ def save_exported(
         "macs_before": result.macs_before,
         "secateurs_version": _version(),
     }
-    save_tensors(directory / WEIGHTS_FILE, state, metadata={"format": FORMAT})
-    write_json(directory / ARCH_FILE, architecture)
-    return directory
+    if is_single_file(path):
+        meta = {"format": FORMAT, "architecture": json.dumps(architecture)}
+        save_tensors(path, state, metadata=meta)
+        return path
+    save_tensors(path / WEIGHTS_FILE, state, metadata={"format": FORMAT})
+    write_json(path / ARCH_FILE, architecture)
+    return path
+
+
+def is_single_file(path: str | Path) -> bool:
+    """Whether ``path`` names a one-file export (``*.safetensors``) rather than a directory."""
+    return Path(path).suffix == ".safetensors"
+
+
+def _read_architecture(path: Path) -> tuple[dict, Path, Path]:
+    """The architecture of an export (a one-file export or a directory), the file it came from
+    (for error messages) and the weights file."""
+    if is_single_file(path):
+        if not path.is_file():
+            raise DataError(f"{path} not found; expected a file written by save_exported")
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise DataError(f"{path} is not a readable safetensors file: {exc}") from exc
+        if meta.get("format") != FORMAT or "architecture" not in meta:
+            raise DataError(f"{path} is not a secateurs export (format {FORMAT!r} expected)")
+        try:
+            return json.loads(meta["architecture"]), path, path
+        except ValueError as exc:
+            raise DataError(f"{path}: the architecture metadata is not valid JSON: {exc}") from exc
+    arch_path, weights_path = path / ARCH_FILE, path / WEIGHTS_FILE
+    for p in (arch_path, weights_path):
+        if not p.is_file():
+            raise DataError(
+                f"{p} not found; expected a directory or a .safetensors file written by "
+                "save_exported"
+            )
+    try:
+        return read_json(arch_path), arch_path, weights_path
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{arch_path} is not valid JSON: {exc}") from exc
 
 
 def _int_list(value, what: str) -> list[int]:
@@ -358,18 +401,10 @@ def _int_list(value, what: str) -> list[int]:
 
 
 def load_exported(path: str | Path, *, model: nn.Module | None = None) -> nn.Module:
-    """Rebuild a saved export without pickle: build the model (from the saved spec, or the freshly
-    constructed ``model`` for custom modules), replay the same surgery, load the weights strictly.
-    Returns the module in eval mode."""
-    directory = Path(path)
-    arch_path, weights_path = directory / ARCH_FILE, directory / WEIGHTS_FILE
-    for p in (arch_path, weights_path):
-        if not p.is_file():
-            raise DataError(f"{p} not found; expected a directory written by save_exported")
-    try:
-        arch = read_json(arch_path)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{arch_path} is not valid JSON: {exc}") from exc
+    """Rebuild a saved export (a ``*.safetensors`` file or a directory) without pickle: build the
+    model (from the saved spec, or the freshly constructed ``model`` for custom modules), replay
+    the same surgery, load the weights strictly. Returns the module in eval mode."""
+    arch, arch_path, weights_path = _read_architecture(Path(path))
     if not isinstance(arch, dict) or arch.get("format") != FORMAT:
         raise DataError(f"{arch_path} is not a secateurs export (format {FORMAT!r} expected)")
     input_shape = tuple(_int_list(arch.get("input_shape"), "input_shape"))
