@@ -21,6 +21,16 @@ def shared_datasets() -> Path:
     return SHARED_DATASETS
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for modules of many tiny networks (faster than two on a busy machine);
+    use with ``pytestmark = pytest.mark.usefixtures("one_thread")``. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def digits():
     from secateurs.data import load_dataset

@@ -20,12 +20,7 @@ PRUNE = ["prune", "--model", "model-a:widths=8-6", "--dataset", "digits", "--fra
          "--epochs", "1", "--batch-size", "128", "--json"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _json(capsys) -> dict:

@@ -1,14 +1,10 @@
-"""One torch thread for the lockstep tests: the machine is shared, and timings do not matter here."""
+"""One torch thread for every lockstep test (the shared ``one_thread`` fixture)."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 
-@pytest.fixture(autouse=True, scope="package")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(before)

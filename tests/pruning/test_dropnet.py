@@ -32,13 +32,7 @@ from secateurs.training import TrainConfig
 FAST = TrainConfig(max_epochs=1, batch_size=128, patience=None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is faster than two on a busy machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cfg(**kwargs) -> DropNetConfig:

@@ -11,14 +11,7 @@ from torch import nn
 
 from secateurs.pruning import MaskedNetwork, activation_stats, unit_scores, weight_magnitude
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is faster than two on a busy machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TanhGeluMLP(nn.Module):

@@ -16,14 +16,7 @@ from secateurs.pruning import (
 )
 from secateurs.pruning.oracle import candidates
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks: one thread is faster than two on a busy machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net(spec: str, data, seed=0) -> MaskedNetwork:
