@@ -24,9 +24,6 @@ from .results import Level, SelectionResult, TeamReport, TeamStats
 from .teams import (
     DEFAULT_MAX_TEAMS,
     count_all_teams,
-    lexicographic_order,
-    masks_to_members,
-    members_to_masks,
     next_level_candidates,
 )
 from .voting import TeamAccuracy, check_vote, check_weights
@@ -100,15 +97,13 @@ class _Evaluator:
 def _hq_levels(ev: _Evaluator, beta: float, max_size: int, max_teams: int,
                notes: list[str]) -> list[Level]:
     m = ev.num_models
-    kept = np.left_shift(np.int64(1), np.arange(m, dtype=np.int64))  # kept_1: every single model
+    kept = np.arange(m, dtype=np.int64)[:, None]  # kept_1: every single model
     levels = []
     for size in range(2, max_size + 1):
-        cand = next_level_candidates(kept, m, size, max_teams)
-        if cand.size == 0:
+        members = next_level_candidates(kept, m, size, max_teams)
+        if members.shape[0] == 0:
             notes.append(f"HQ stopped at size {size}: every team of that size contains a pruned team")
             break
-        members = masks_to_members(cand, m, size)
-        members = members[lexicographic_order(members)]
         div = ev.diversity(members)
         acc = ev.accuracy(members)
         # least diverse first; ties: lower selection accuracy first, then team index order
@@ -120,7 +115,7 @@ def _hq_levels(ev: _Evaluator, beta: float, max_size: int, max_teams: int,
             size, len(members), n_prune, members[keep], acc[keep], div[keep],
             ev.stats(members[keep], acc[keep]), ev.stats(members[pruned], acc[pruned]),
         ))
-        kept = np.sort(members_to_masks(members[keep])) if keep.size else np.zeros(0, np.int64)
+        kept = members[keep]
     return levels
 
 
@@ -138,11 +133,9 @@ def _all_levels(ev: _Evaluator, max_size: int, max_teams: int,
             f"than the limit of {max_teams:,}; use {hint} (max_size=...), or method 'hq'"
         )
     out = []
-    masks = np.left_shift(np.int64(1), np.arange(m, dtype=np.int64))
+    members = np.arange(m, dtype=np.int64)[:, None]
     for size in range(2, max_size + 1):
-        masks = next_level_candidates(masks, m, size)
-        members = masks_to_members(masks, m, size)
-        members = members[lexicographic_order(members)]
+        members = next_level_candidates(members, m, size)
         div = ev.diversity(members) if with_diversity else None
         out.append((members, ev.accuracy(members), div))
     return out
