@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ..errors import ConfigError
 from .metrics import (
@@ -86,7 +85,10 @@ def member_weights(members: np.ndarray, accuracy: np.ndarray, weighting: str) ->
         raise ConfigError(f"unknown focal weighting {weighting!r}; choose from {list(WEIGHTINGS)}")
     if weighting == "mean":
         return np.ones(members.shape, dtype=np.float64)
-    return rankdata(np.asarray(accuracy)[members], method="average", axis=1)
+    a = np.asarray(accuracy, dtype=np.float64)[members]  # [T, S]
+    below = (a[:, None, :] < a[:, :, None]).sum(axis=2)
+    equal = (a[:, None, :] == a[:, :, None]).sum(axis=2)  # includes the member itself
+    return 1.0 + below + 0.5 * (equal - 1)  # average ranks, as scipy's rankdata(method="average")
 
 
 def focal_raw(

@@ -21,6 +21,10 @@ DEFAULT_MAX_TEAMS = 1_000_000
 _KEY_DTYPE = np.dtype(">i4")
 
 
+class TooManyTeams(ConfigError):
+    """A search would hold more teams than its budget (``max_teams``)."""
+
+
 def team_keys(members: np.ndarray) -> np.ndarray:
     """[T, S] sorted member rows -> [T] byte keys whose order is team index order."""
     members = np.ascontiguousarray(np.asarray(members), dtype=_KEY_DTYPE)
@@ -108,7 +112,7 @@ def next_level_candidates(
         cand = cand[ok]
         total += cand.shape[0]
         if max_teams is not None and total > max_teams:
-            raise ConfigError(
+            raise TooManyTeams(
                 f"teams of size {size} number more than {max_teams:,} candidates; that is too "
                 "many to hold in memory and evaluate in reasonable time. Use a smaller "
                 "--max-size (max_size=...), a larger --beta, bounded HQ (--hq-variant bounded), "
