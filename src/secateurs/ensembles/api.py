@@ -101,11 +101,15 @@ def compare_selections(pool: PredictionPool, reference: SelectionResult | Consen
     vote = vote or (reference.vote if isinstance(reference, SelectionResult)
                     else next(iter(reference.per_metric.values())).vote)
     size = rec.size
-    label = (f"hq ({reference.metric}, {reference.variant})"
-             if isinstance(reference, SelectionResult)
-             else f"consensus ({', '.join(reference.metrics)}; q={reference.quorum})")
-    rows = [_row(label, "hq" if isinstance(reference, SelectionResult) else "consensus",
-                 None, rec)]
+    if isinstance(reference, ConsensusResult):
+        label, method = f"consensus ({', '.join(reference.metrics)}; q={reference.quorum})", "consensus"
+    elif reference.criterion is not None:
+        label, method = f"{reference.method} ({reference.criterion})", reference.method
+    else:
+        detail = ", ".join(x for x in (reference.metric, reference.variant) if x)
+        label, method = f"{reference.method} ({detail})", reference.method
+    rows = [_row(label, method, reference.criterion if isinstance(reference, SelectionResult)
+                 else None, rec)]
     for method, criterion in baselines:
         res = select_baseline(pool, method, criterion, size, seed=seed, vote=vote)
         rows.append(_row(f"{method} ({criterion})", method, criterion, res.recommended))

@@ -70,8 +70,9 @@ class ConsensusResult:
     def pool(self) -> TeamReport:
         return next(iter(self.per_metric.values())).pool
 
-    def to_dict(self, max_teams_per_level: int | None = None) -> dict[str, Any]:
-        return {
+    def to_dict(self, max_teams_per_level: int | None = None,
+                include_per_metric: bool = True) -> dict[str, Any]:
+        out = {
             "method": "consensus",
             "metrics": list(self.metrics),
             "quorum": self.quorum,
@@ -80,9 +81,11 @@ class ConsensusResult:
             "recommended": None if self.recommended is None else self.recommended.to_dict(),
             "pool": self.pool.to_dict(),
             "levels": [lv.to_dict(max_teams_per_level) for lv in self.levels],
-            "per_metric": [r.to_dict(max_teams_per_level) for r in self.per_metric.values()],
             "notes": list(self.notes),
         }
+        if include_per_metric:
+            out["per_metric"] = [r.to_dict(max_teams_per_level) for r in self.per_metric.values()]
+        return out
 
 
 def check_quorum(quorum, num_metrics: int) -> int:
