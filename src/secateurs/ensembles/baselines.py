@@ -178,7 +178,7 @@ def greedy_select(split: Split, criterion: str, size: int) -> np.ndarray:
     signature = np.zeros(split.num_samples)
     sig = 2.0 * correct - 1.0  # [M, N]
     acc = split.accuracy
-    for step in range(size):
+    for _ in range(size):
         rest = np.array([i for i in range(m) if i not in chosen], dtype=np.int64)
         if criterion == "reduced-error":
             crit = -_soft_right_with_each(split, total, rest).astype(np.float64)
