@@ -9,6 +9,7 @@ class) as defined; ties between models go to the lowest index.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -220,7 +221,9 @@ def cluster_select(split: Split, criterion: str, size: int, seed: int) -> np.nda
     if size == m:
         return np.arange(m)
     n_init = 10 if x.size <= CLUSTER_FULL_INIT else 1
-    km = KMeans(n_clusters=size, n_init=n_init, random_state=seed).fit(x)
+    with warnings.catch_warnings():  # fewer distinct models than clusters: handled below
+        warnings.simplefilter("ignore", category=UserWarning)
+        km = KMeans(n_clusters=size, n_init=n_init, random_state=seed).fit(x)
     chosen: list[int] = []
     for k in range(size):
         members = np.flatnonzero(km.labels_ == k)
