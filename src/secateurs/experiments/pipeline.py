@@ -27,6 +27,9 @@ from .executors import run_local, run_ray
 from .lock import run_lock
 from .tasks import is_done, read_task, task_specs, write_payload
 
+#: The manifest of a pool folder: ``{"models": [names in the pool's order]}``.
+POOL_MANIFEST = "pool.json"
+
 
 @dataclass
 class Snapshot:
@@ -44,6 +47,17 @@ class Snapshot:
     unpruned_macs: int
     val_probs: np.ndarray
     test_probs: np.ndarray
+    task: str = ""
+    index: int = 0  # position among its task's snapshots (in val_probs.npy / test_probs.npy)
+    model: str = ""
+
+    @property
+    def snapshot(self) -> str:
+        """The run-wide name of this snapshot; the unpruned network (round 0) is the same for
+        every metric, so it has one name."""
+        if self.round == 0:
+            return f"{self.member}-p0"
+        return f"{self.member}-{self.metric}-{level_tag(self.level)}"
 
 
 def member_names(config: dict) -> list[str]:
@@ -158,6 +172,9 @@ def _snapshots(config: dict, out: Path, specs: list[dict]) -> list[Snapshot]:
                     unpruned_macs=task["rounds"][0]["macs"],
                     val_probs=task["val_probs"][j],
                     test_probs=task["test_probs"][j],
+                    task=spec["key"],
+                    index=j,
+                    model=spec["model"],
                 )
             )
     return snaps
@@ -174,17 +191,45 @@ def _pool(snaps: list[Snapshot], names: list[str], labels_val, labels_test) -> P
     )
 
 
-def _labels(specs: list[dict]):
-    from .tasks import dataset_of
+def _save_pool(pool: PredictionPool, folder: Path) -> None:
+    """The pool in the interchange format plus its manifest ``pool.json`` (models in the pool's
+    order, the order team indices refer to everywhere)."""
+    pool.save(folder)
+    write_json(folder / POOL_MANIFEST, {"models": list(pool.names)})
 
-    data = dataset_of(specs[0])
-    return data.y_val.numpy(), data.y_test.numpy()
+
+def _snapshot_links(snaps: list[Snapshot], y_val, y_test) -> dict[str, dict]:
+    """Every distinct snapshot by its run-wide name: where its weights and predictions are."""
+    links: dict[str, dict] = {}
+    for s in snaps:
+        if s.snapshot in links:
+            continue
+        links[s.snapshot] = {
+            "member": s.member,
+            "model": s.model,
+            "seed": s.seed,
+            "metric": None if s.round == 0 else s.metric,
+            "level": 0.0 if s.round == 0 else s.level,
+            "round": s.round,
+            "pruned": s.pruned,
+            "params": s.params,
+            "macs": s.macs,
+            "val_acc": float(np.mean(s.val_probs.argmax(axis=1) == y_val)),
+            "test_acc": float(np.mean(s.test_probs.argmax(axis=1) == y_test)),
+            "task": s.task,
+            "weights": f"tasks/{s.task}/round-{s.round:03d}.safetensors",
+            "probs_index": s.index,
+        }
+    return links
 
 
 def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
     en, dn = config["ensemble"], config["dropnet"]
     snaps = _snapshots(config, out, specs)
-    y_val, y_test = _labels(specs)
+    from .tasks import dataset_of
+
+    data = dataset_of(specs[0])
+    y_val, y_test = data.y_val.numpy(), data.y_test.numpy()
     unpruned_macs = sum({s.member: s.unpruned_macs for s in snaps}.values())
     select_kw = dict(
         method=en["method"],
@@ -194,16 +239,21 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
         focal=en["focal"],
         seed=config["seed"],
     )
-    rows, selections = [], {}
+    rows, selections, pools = [], {}, {}
     for metric in dn["metrics"]:
         for level in dn["levels"]:
             group = [s for s in snaps if s.metric == metric and s.level == level]
             names = [s.member for s in group]
             pool = _pool(group, names, y_val, y_test)
-            folder = out / "pools" / metric / level_tag(level)
-            pool.save(folder)
-            results = select_team(pool, max_size=en["max_size"], **select_kw)
             tag = f"{metric}/{level_tag(level)}"
+            folder = out / "pools" / metric / level_tag(level)
+            _save_pool(pool, folder)
+            pools[tag] = {
+                "folder": f"pools/{tag}",
+                "models": names,
+                "snapshots": [s.snapshot for s in group],
+            }
+            results = select_team(pool, max_size=en["max_size"], **select_kw)
             selections[tag] = {k: v.to_dict(max_teams_per_level=50) for k, v in results.items()}
             for focal_metric, res in results.items():
                 rows.append(
@@ -214,6 +264,8 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
     mixed = None
     if en["mixed_pool"]:
         mixed = _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw)
+        pools["mixed"] = {"folder": "pools/mixed", "models": mixed["models"],
+                          "snapshots": mixed["models"]}
     write_csv(out / "table_global.csv", [r for r in rows if r["scope"] == "global"])
     write_csv(out / "table_layer.csv", [r for r in rows if r["scope"] == "layer"])
     runs = []
@@ -234,6 +286,10 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
         "name": config["name"],
         "pool": member_names(config),
         "unpruned_pool_macs": unpruned_macs,
+        "input_shape": list(data.input_shape),
+        "num_classes": int(data.num_classes),
+        "snapshots": _snapshot_links(snaps, y_val, y_test),
+        "pools": pools,
         "table": rows,
         "selections": selections,
         "mixed": mixed,
@@ -246,6 +302,7 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
     m = len(group)
     pool_test = res.pool.test_accuracy
     row = {
+        "row": f"{metric}/{level_tag(level)}/{focal_metric}",
         "metric": metric,
         "scope": get_metric(metric).scope,
         "level": level,
@@ -258,6 +315,8 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
     if team is None:
         row.update(
             team="",
+            team_names="",
+            team_snapshots=[],
             size=0,
             cost=None,
             mac_fraction=None,
@@ -270,6 +329,7 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
     row.update(
         team="{" + ",".join(str(i) for i in team.indices) + "}",
         team_names=" ".join(team.names),
+        team_snapshots=[group[i].snapshot for i in team.indices],
         size=team.size,
         cost=team.size / m,
         mac_fraction=macs / unpruned_macs,
@@ -286,12 +346,11 @@ def _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw) -> dict:
     chosen, names = [], []
     for s in snaps:
         # the unpruned network (round 0) is the same for every metric: keep it once
-        name = f"{s.member}-p0" if s.round == 0 else f"{s.member}-{s.metric}-{level_tag(s.level)}"
-        if name not in names:
+        if s.snapshot not in names:
             chosen.append(s)
-            names.append(name)
+            names.append(s.snapshot)
     pool = _pool(chosen, names, y_val, y_test)
-    pool.save(out / "pools" / "mixed")
+    _save_pool(pool, out / "pools" / "mixed")
     max_size = min(en["mixed_max_size"], len(names) - 1)
     results = select_team(pool, max_size=max_size, **select_kw)
     focal_metric = en["metrics"][0]
