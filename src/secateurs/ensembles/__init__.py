@@ -44,7 +44,7 @@ from .selection import (
     select_team,
     team_accuracy,
 )
-from .teams import DEFAULT_MAX_TEAMS, all_teams, members_to_masks, next_level_candidates
+from .teams import DEFAULT_MAX_TEAMS, all_teams, next_level_candidates, team_keys
 from .voting import VOTES, TeamAccuracy, predict
 
 __all__ = [
@@ -75,7 +75,6 @@ __all__ = [
     "focal_stats",
     "load_predictions",
     "member_weights",
-    "members_to_masks",
     "next_level_candidates",
     "pair_matrix",
     "plain_diversity",
@@ -87,6 +86,7 @@ __all__ = [
     "softmax",
     "team_accuracy",
     "team_diversity",
+    "team_keys",
     "team_focal_diversity",
     "team_raw",
     "team_raw_matrix",

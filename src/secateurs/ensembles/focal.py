@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 from ..errors import ConfigError
 from .metrics import (
@@ -86,7 +85,10 @@ def member_weights(members: np.ndarray, accuracy: np.ndarray, weighting: str) ->
         raise ConfigError(f"unknown focal weighting {weighting!r}; choose from {list(WEIGHTINGS)}")
     if weighting == "mean":
         return np.ones(members.shape, dtype=np.float64)
-    return rankdata(np.asarray(accuracy)[members], method="average", axis=1)
+    a = np.asarray(accuracy, dtype=np.float64)[members]  # [T, S]
+    below = (a[:, None, :] < a[:, :, None]).sum(axis=2)
+    equal = (a[:, None, :] == a[:, :, None]).sum(axis=2)  # includes the member itself
+    return 1.0 + below + 0.5 * (equal - 1)  # average ranks, as scipy's rankdata(method="average")
 
 
 def focal_raw(
@@ -115,23 +117,37 @@ def focal_diversity(
     """
     metric = check_metric(metric)
     members = np.asarray(members, dtype=np.int64)
-    t = members.shape[0]
-    if t == 0:
+    if members.shape[0] == 0:
         return np.zeros(0)
-    weights = member_weights(members, accuracy, weighting)
-    total = np.zeros(t)
-    wsum = np.zeros(t)
+    scores = np.empty(members.shape)
     for f in range(fstats.num_models):
         rows, pos = np.nonzero(members == f)
-        if rows.size == 0:
-            continue
-        score = np.round(to_score(metric, focal_raw(metric, fstats, members[rows], f)), DECIMALS)
-        lo, hi = score.min(), score.max()
-        norm = (score - lo) / (hi - lo) if hi > lo else np.full(rows.size, 0.5)
-        w = weights[rows, pos]
-        total[rows] += w * norm
-        wsum[rows] += w
-    return np.round(total / wsum, DECIMALS)
+        if rows.size:
+            scores[rows, pos] = to_score(metric, focal_raw(metric, fstats, members[rows], f))
+    return normalise_focal(members, scores, accuracy, weighting)
+
+
+def normalise_focal(
+    members: np.ndarray, scores: np.ndarray, accuracy: np.ndarray, weighting: str = "rank"
+) -> np.ndarray:
+    """Steps 3-4 of focal diversity, from ``scores[t, p]``: the diversity score of team t on the
+    negatives of its member at position p. Min-max per focal model over these teams, then the
+    (rank-)weighted mean over each team's members."""
+    members = np.asarray(members, dtype=np.int64)
+    if members.shape[0] == 0:
+        return np.zeros(0)
+    scores = np.round(np.asarray(scores, dtype=np.float64), DECIMALS)
+    flat_m, flat_s = members.ravel(), scores.ravel()
+    m = int(flat_m.max()) + 1
+    lo = np.full(m, np.inf)
+    hi = np.full(m, -np.inf)
+    np.minimum.at(lo, flat_m, flat_s)
+    np.maximum.at(hi, flat_m, flat_s)
+    lo_t, hi_t = lo[members], hi[members]
+    span = hi_t - lo_t
+    norm = np.where(span > 0, (scores - lo_t) / np.where(span > 0, span, 1.0), 0.5)
+    w = member_weights(members, accuracy, weighting)
+    return np.round((w * norm).sum(axis=1) / w.sum(axis=1), DECIMALS)
 
 
 def plain_diversity(metric: str, stats: SampleStats, members: np.ndarray, num_models: int) -> np.ndarray:

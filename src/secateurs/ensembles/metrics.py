@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from .teams import chunks, members_to_matrix
+from .teams import chunks
 
 METRICS = ("qs", "cc", "bd", "ck", "fk", "kw", "gd", "en")
 PAIRWISE = ("qs", "cc", "bd", "ck")
@@ -207,14 +207,59 @@ def team_raw_matrix(metric: str, st: SampleStats, b: np.ndarray) -> np.ndarray:
     return out
 
 
+def _pair_sum(x: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Row-wise sum of x[i, k] over all ordered (i, k) in each team (diagonal included)."""
+    return x[members[:, :, None], members[:, None, :]].sum(axis=(1, 2))
+
+
+def team_raw_members(metric: str, st: SampleStats, members: np.ndarray) -> np.ndarray:
+    """Raw metric for teams given as [T, S] member arrays, by gathers: O(T S^2), not O(T M^2)."""
+    metric = check_metric(metric)
+    members = np.asarray(members, dtype=np.int64)
+    t, size = members.shape
+    if st.n <= 0:
+        return np.full(t, EMPTY_VALUE[metric])
+    n = st.n
+    if metric in PAIRWISE:
+        return _pair_sum(pair_matrix(metric, st), members) / (size * (size - 1))
+    if metric in ("kw", "gd"):
+        s1 = st.n_correct[members].sum(axis=1)
+        s2 = _pair_sum(st.both_correct, members)
+        if metric == "kw":
+            return (size * s1 - s2) / (n * size * size)
+        f1 = size * n - s1
+        f2 = size * size * n - 2 * size * s1 + s2
+        p1 = f1 / (n * size)
+        p2 = (f2 - f1) / (n * size * (size - 1))
+        return np.where(f1 > 0, 1.0 - _safe_div(p2, p1), 0.0)
+    if metric == "fk":
+        assert st.agree is not None and st.class_gram is not None
+        sa = _pair_sum(st.agree, members)
+        sg = _pair_sum(st.class_gram, members)
+        pbar = (sa - size * n) / (n * size * (size - 1))
+        pe_den = n * n * size * size
+        pe = sg / pe_den
+        full = sg >= pe_den
+        return np.where(full, 1.0, _safe_div(pbar - pe, np.where(full, 1.0, 1.0 - pe)))
+    assert st.patterns is not None and st.pattern_weights is not None
+    lvec = st.patterns[:, members].sum(axis=2).T  # [T, U] members right on each pattern
+    return (np.minimum(lvec, size - lvec) @ st.pattern_weights) / (n * (size - np.ceil(size / 2)))
+
+
 def team_raw(
-    metric: str, st: SampleStats, members: np.ndarray, num_models: int, chunk: int = 1 << 16
+    metric: str, st: SampleStats, members: np.ndarray, num_models: int, chunk: int = 1 << 14
 ) -> np.ndarray:
     """Raw metric for teams given as [T, S] member arrays, chunked to bound memory."""
-    members = np.asarray(members)
+    members = np.asarray(members, dtype=np.int64)
     out = np.empty(members.shape[0])
+    if members.shape[0] == 0:
+        return out
+    per_team = members.shape[1] ** 2 + (
+        members.shape[1] * len(st.pattern_weights) if st.patterns is not None else 0
+    )
+    chunk = max(1, min(chunk, _CHUNK_ELEMENTS // max(per_team, 1)))
     for sl in chunks(members.shape[0], chunk):
-        out[sl] = team_raw_matrix(metric, st, members_to_matrix(members[sl], num_models))
+        out[sl] = team_raw_members(metric, st, members[sl])
     return out
 
 

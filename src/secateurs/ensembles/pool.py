@@ -236,8 +236,6 @@ class PredictionPool:
             raise DataError(f"model names must be unique; repeated: {dup}")
         if len(names) < 2:
             raise DataError(f"a pool needs at least 2 models to form a team, got {len(names)}")
-        if len(names) > 62:
-            raise DataError(f"at most 62 models are supported (teams are 64-bit masks), got {len(names)}")
         sel_probs = _check_probs(names, probs, "selection split", logits)
         sel_labels = _check_labels(labels, sel_probs.shape[2], "selection split")
         if sel_labels.shape[0] != sel_probs.shape[1]:

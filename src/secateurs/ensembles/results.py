@@ -59,6 +59,8 @@ class Level:
     diversity: np.ndarray | None  # [K] (focal) diversity score, None when not computed
     stats: TeamStats  # of the kept teams
     pruned_stats: TeamStats | None = None  # of the pruned teams (HQ) or the unselected ones
+    dropped: int = 0  # bounded HQ: survivors of the beta cut beyond the width cap
+    refused: int = 0  # bounded HQ: children refused for containing a pruned team
 
     @property
     def kept(self) -> int:
@@ -71,6 +73,8 @@ class Level:
             "candidates": self.candidates,
             "pruned": self.pruned,
             "kept": self.kept,
+            "dropped": self.dropped,
+            "refused": self.refused,
             "stats": self.stats.to_dict(),
             "pruned_stats": None if self.pruned_stats is None else self.pruned_stats.to_dict(),
             "teams": self.teams[:k].tolist(),
@@ -130,6 +134,8 @@ class SelectionResult:
     levels: list[Level]
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    variant: str | None = None  # HQ: "exact" or "bounded", the search that ran
+    width: int | None = None  # bounded HQ: the width cap W
 
     @property
     def teams_evaluated(self) -> int:
@@ -144,6 +150,8 @@ class SelectionResult:
             "weighting": self.weighting,
             "resample": self.resample,
             "beta": self.beta,
+            "variant": self.variant,
+            "width": self.width,
             "max_size": self.max_size,
             "vote": self.vote,
             "seed": self.seed,

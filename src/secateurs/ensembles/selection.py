@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import time
+from math import comb
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import overload
@@ -21,17 +22,26 @@ from .focal import WEIGHTINGS, focal_diversity, focal_stats, plain_diversity
 from .metrics import check_metric, sample_stats
 from .pool import PredictionPool
 from .results import Level, SelectionResult, TeamReport, TeamStats
+from .hq_bounded import (
+    BOUNDED_MAX_SIZE,
+    DEFAULT_WIDTH,
+    BoundedContext,
+    bounded_hq_levels,
+    bounded_rule,
+    check_width,
+)
 from .teams import (
     DEFAULT_MAX_TEAMS,
+    TooManyTeams,
     count_all_teams,
-    lexicographic_order,
-    masks_to_members,
-    members_to_masks,
     next_level_candidates,
 )
-from .voting import TeamAccuracy, check_vote, check_weights
+from .voting import TeamAccuracy, check_vote, check_weights, direct_correct_counts
 
 METHODS = ("hq", "exhaustive", "mean-threshold", "kmeans")
+HQ_VARIANTS = ("auto", "exact", "bounded")
+#: Exact HQ holds M x M x M focal statistics; beyond this many bytes "auto" runs bounded HQ.
+EXACT_MEMORY = 1 << 30
 _WHAT = {
     "hq": "teams HQ kept",
     "exhaustive": "teams of every size from 2 to the maximum size",
@@ -100,15 +110,13 @@ class _Evaluator:
 def _hq_levels(ev: _Evaluator, beta: float, max_size: int, max_teams: int,
                notes: list[str]) -> list[Level]:
     m = ev.num_models
-    kept = np.left_shift(np.int64(1), np.arange(m, dtype=np.int64))  # kept_1: every single model
+    kept = np.arange(m, dtype=np.int64)[:, None]  # kept_1: every single model
     levels = []
     for size in range(2, max_size + 1):
-        cand = next_level_candidates(kept, m, size, max_teams)
-        if cand.size == 0:
+        members = next_level_candidates(kept, m, size, max_teams)
+        if members.shape[0] == 0:
             notes.append(f"HQ stopped at size {size}: every team of that size contains a pruned team")
             break
-        members = masks_to_members(cand, m, size)
-        members = members[lexicographic_order(members)]
         div = ev.diversity(members)
         acc = ev.accuracy(members)
         # least diverse first; ties: lower selection accuracy first, then team index order
@@ -120,7 +128,7 @@ def _hq_levels(ev: _Evaluator, beta: float, max_size: int, max_teams: int,
             size, len(members), n_prune, members[keep], acc[keep], div[keep],
             ev.stats(members[keep], acc[keep]), ev.stats(members[pruned], acc[pruned]),
         ))
-        kept = np.sort(members_to_masks(members[keep])) if keep.size else np.zeros(0, np.int64)
+        kept = members[keep]
     return levels
 
 
@@ -138,11 +146,9 @@ def _all_levels(ev: _Evaluator, max_size: int, max_teams: int,
             f"than the limit of {max_teams:,}; use {hint} (max_size=...), or method 'hq'"
         )
     out = []
-    masks = np.left_shift(np.int64(1), np.arange(m, dtype=np.int64))
+    members = np.arange(m, dtype=np.int64)[:, None]
     for size in range(2, max_size + 1):
-        masks = next_level_candidates(masks, m, size)
-        members = masks_to_members(masks, m, size)
-        members = members[lexicographic_order(members)]
+        members = next_level_candidates(members, m, size)
         div = ev.diversity(members) if with_diversity else None
         out.append((members, ev.accuracy(members), div))
     return out
@@ -235,8 +241,10 @@ def _recommend(pool: PredictionPool, levels: list[Level], pool_accuracy: float
     return None if best is None else (best[1], best[2])
 
 
-def _report(pool: PredictionPool, team: Sequence[int], sel_acc: float, test_eval: TeamAccuracy | None,
-            diversity: float | None = None) -> TeamReport:
+def report_team(pool: PredictionPool, team: Sequence[int], sel_acc: float, vote: str = "soft",
+                weights=None, diversity: float | None = None) -> TeamReport:
+    """A team's report: names beside indices, selection accuracy (given), test accuracy (read
+    here, for reporting only) and cost."""
     idx = tuple(int(i) for i in team)
     members = np.asarray(idx)[None]
     m = pool.num_models
@@ -244,13 +252,16 @@ def _report(pool: PredictionPool, team: Sequence[int], sel_acc: float, test_eval
     for kind, values in pool.costs.items():
         cost[kind] = float(values[list(idx)].sum())
         cost[f"{kind}_fraction"] = float(values[list(idx)].sum() / values.sum())
-    test_acc = None if test_eval is None else float(test_eval.accuracy(members)[0])
+    test_acc = None
+    if pool.test is not None:
+        right = direct_correct_counts(pool.test, members, vote, weights)[0]
+        test_acc = float(right / pool.test.num_samples)
     return TeamReport(idx, tuple(pool.names[i] for i in idx), float(sel_acc), test_acc, cost,
                       None if diversity is None else float(diversity))
 
 
 def _check_common(pool: PredictionPool, method: str, beta: float, max_size: int | None,
-                  weighting: str) -> tuple[str, int]:
+                  weighting: str) -> tuple[str, int | None]:
     if not isinstance(pool, PredictionPool):
         raise ConfigError(f"expected a PredictionPool, got {type(pool).__name__}")
     method = str(method).lower()
@@ -261,35 +272,101 @@ def _check_common(pool: PredictionPool, method: str, beta: float, max_size: int 
     if weighting not in WEIGHTINGS:
         raise ConfigError(f"unknown focal weighting {weighting!r}; choose from {list(WEIGHTINGS)}")
     m = pool.num_models
-    size = m - 1 if max_size is None else max_size
+    if max_size is None:
+        return method, None
+    size = max_size
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 2 <= size <= m:
         raise ConfigError(f"max size must be an integer from 2 to {m} (the pool size), got {max_size!r}")
     return method, int(size)
 
 
-def _select_one(pool: PredictionPool, method: str, metric: str, beta: float, max_size: int,
-                vote: str, focal: bool, seed: int, weighting: str, resample: bool, weights,
-                max_teams: int) -> SelectionResult:
+def check_variant(variant: str) -> str:
+    v = str(variant).lower()
+    if v not in HQ_VARIANTS:
+        raise ConfigError(f"unknown HQ variant {variant!r}; choose from {list(HQ_VARIANTS)}")
+    return v
+
+
+def exact_memory(num_models: int, metric: str | None) -> int:
+    """Bytes of the per-focal-model statistics exact HQ holds (M x M x M numbers per kind)."""
+    if metric is None:
+        return 0
+    kinds = 3 if metric in ("ck", "fk") else 1
+    return num_models**3 * 8 * kinds
+
+
+def estimated_hq_level(num_models: int, size: int, beta: float) -> float:
+    """A deliberately high estimate of exact HQ's candidates at ``size``: C(M, S) (1 - beta)^C(S, 2)
+    (each of a team's pairs survived; measured levels are smaller)."""
+    return comb(num_models, size) * (1.0 - beta) ** comb(size, 2)
+
+
+def _exact_fits_up_front(pool: PredictionPool, metric: str, focal: bool, beta: float,
+                         max_size: int, max_teams: int) -> bool:
+    m = pool.num_models
+    if focal and exact_memory(m, metric) > EXACT_MEMORY:
+        return False
+    return all(estimated_hq_level(m, s, beta) <= max_teams for s in range(2, max_size + 1))
+
+
+def _select_one(pool: PredictionPool, method: str, metric: str, beta: float,
+                max_size: int | None, vote: str, focal: bool, seed: int, weighting: str,
+                resample: bool, weights, max_teams: int, variant: str = "auto",
+                width: int = DEFAULT_WIDTH) -> SelectionResult:
     start = time.perf_counter()
     notes: list[str] = []
-    ev = _Evaluator(pool, metric, vote, weights, focal, weighting, resample, seed)
+    m = pool.num_models
+    ran = None
     if method == "hq":
-        levels = _hq_levels(ev, beta, max_size, max_teams, notes)
-    elif method == "exhaustive":
-        levels = _exhaustive_levels(ev, max_size, max_teams)
+        run_exact = variant == "exact" or (variant == "auto" and _exact_fits_up_front(
+            pool, metric, focal, beta, m - 1 if max_size is None else max_size, max_teams))
+        if variant == "exact" and focal and exact_memory(m, metric) > EXACT_MEMORY:
+            raise ConfigError(
+                f"exact HQ on {m} models needs about {exact_memory(m, metric) / 2**30:.1f} GiB of "
+                f"focal statistics (more than {EXACT_MEMORY / 2**30:.0f} GiB); use bounded HQ "
+                "(--hq-variant bounded / variant='bounded')")
+        if run_exact:
+            size = m - 1 if max_size is None else max_size
+            try:
+                ev = _Evaluator(pool, metric, vote, weights, focal, weighting, resample, seed)
+                levels = _hq_levels(ev, beta, size, max_teams, notes)
+                ran = "exact"
+            except TooManyTeams as e:
+                if variant == "exact" or resample:
+                    raise
+                notes.clear()
+                notes.append(f"exact HQ does not fit the budget ({e}); ran bounded HQ instead")
+        if ran is None:
+            if resample:
+                raise ConfigError(
+                    f"exact HQ does not fit the budget on {m} models and --resample is not "
+                    "available with bounded HQ; drop --resample or use a smaller --max-size")
+            size = min(m - 1, BOUNDED_MAX_SIZE) if max_size is None else max_size
+            ctx = BoundedContext(pool, metric, vote, weights, focal, weighting)
+            levels = bounded_hq_levels(ctx, beta, size, width, _prune_count, notes)
+            notes.insert(0, "search rule: " + bounded_rule(width))
+            ran = "bounded"
+            model_accuracy, pool_accuracy = ctx.model_accuracy, ctx.pool_accuracy
+        else:
+            model_accuracy, pool_accuracy = ev.model_accuracy, ev.pool_accuracy
     else:
-        levels = _threshold_levels(ev, method, max_size, max_teams, seed, notes)
-    chosen = _recommend(pool, levels, ev.pool_accuracy)
+        size = m - 1 if max_size is None else max_size
+        ev = _Evaluator(pool, metric, vote, weights, focal, weighting, resample, seed)
+        if method == "exhaustive":
+            levels = _exhaustive_levels(ev, size, max_teams)
+        else:
+            levels = _threshold_levels(ev, method, size, max_teams, seed, notes)
+        model_accuracy, pool_accuracy = ev.model_accuracy, ev.pool_accuracy
+    chosen = _recommend(pool, levels, pool_accuracy)
     # --- the team is chosen; from here on the test split may be read, for reporting only ---
-    test_eval = None if pool.test is None else TeamAccuracy(pool.test, vote, weights)
     recommended = None
     if chosen is None:
         notes.append("no team was kept or selected, so there is no recommendation")
     else:
         lv, i = chosen
-        recommended = _report(pool, lv.teams[i], lv.accuracy[i], test_eval,
-                              None if lv.diversity is None else lv.diversity[i])
-    best = int(np.argmax(ev.model_accuracy))
+        recommended = report_team(pool, lv.teams[i], lv.accuracy[i], vote, weights,
+                                  None if lv.diversity is None else lv.diversity[i])
+    best = int(np.argmax(model_accuracy))
     return SelectionResult(
         method=method,
         metric=metric,
@@ -297,18 +374,42 @@ def _select_one(pool: PredictionPool, method: str, metric: str, beta: float, max
         weighting=weighting,
         resample=resample,
         beta=float(beta) if method == "hq" else None,
-        max_size=max_size,
+        max_size=size,
         vote=vote,
         seed=seed,
         names=pool.names,
         rule=recommendation_rule(method),
         recommended=recommended,
-        pool=_report(pool, range(pool.num_models), ev.pool_accuracy, test_eval),
-        best_single=_report(pool, [best], ev.model_accuracy[best], test_eval),
+        pool=report_team(pool, range(m), pool_accuracy, vote, weights),
+        best_single=report_team(pool, [best], model_accuracy[best], vote, weights),
         levels=levels,
         notes=notes,
         seconds=time.perf_counter() - start,
+        variant=ran,
+        width=width if ran == "bounded" else None,
     )
+
+
+def check_vote_weights(pool: PredictionPool, vote: str, weights) -> tuple[str, np.ndarray | None]:
+    vote = check_vote(vote)
+    if vote == "weighted":
+        return vote, check_weights(
+            np.maximum(pool.selection.accuracy, 1e-6) if weights is None else weights,
+            pool.num_models,
+        )
+    if weights is not None:
+        raise ConfigError("voting weights are only used with vote='weighted'")
+    return vote, None
+
+
+def check_metrics(metric: str | Sequence[str]) -> list[str]:
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    if not metrics:
+        raise ConfigError("give at least one diversity metric")
+    metrics = [check_metric(m) for m in metrics]
+    if len(set(metrics)) != len(metrics):
+        raise ConfigError(f"metric listed twice: {metrics}")
+    return metrics
 
 
 @overload
@@ -335,6 +436,8 @@ def select_team(
     resample: bool = False,
     weights: Sequence[float] | None = None,
     max_teams: int = DEFAULT_MAX_TEAMS,
+    variant: str = "auto",
+    width: int = DEFAULT_WIDTH,
 ) -> SelectionResult | dict[str, SelectionResult]:
     """Choose a team on the selection split and report it (test accuracy only reported).
 
@@ -345,29 +448,22 @@ def select_team(
     samples. ``weighting``: "rank" (members weighted by accuracy rank in the team) or "mean".
     ``resample``: the reference's 3 draws of 100 negatives per focal model (seeded by ``seed``).
     ``vote``: soft, plurality, majority, weighted (``weights`` per model; default each model's
-    selection accuracy). ``max_size`` defaults to M - 1. ``max_teams`` bounds the teams held at
-    once (per level for HQ, in total for the other methods); beyond it a ConfigError says what to
-    change.
+    selection accuracy). ``max_size`` defaults to M - 1 (bounded HQ: min(M - 1, 16)).
+    ``max_teams`` bounds the teams held at once (per level for HQ, in total for the other
+    methods); beyond it a ConfigError says what to change. ``variant`` (HQ only): "exact",
+    "bounded" (at most ``width`` teams kept per size, see docs) or "auto" (exact where it fits
+    ``max_teams`` and 1 GiB of focal statistics, else bounded); the result's ``variant`` says
+    which ran.
     """
     method, size = _check_common(pool, method, beta, max_size, weighting)
-    vote = check_vote(vote)
-    if vote == "weighted":
-        weights = check_weights(
-            np.maximum(pool.selection.accuracy, 1e-6) if weights is None else weights,
-            pool.num_models,
-        )
-    elif weights is not None:
-        raise ConfigError("voting weights are only used with vote='weighted'")
+    vote, weights = check_vote_weights(pool, vote, weights)
+    variant = check_variant(variant)
+    width = check_width(width)
     single = isinstance(metric, str)
-    metrics = [metric] if single else list(metric)
-    if not metrics:
-        raise ConfigError("give at least one diversity metric")
-    metrics = [check_metric(m) for m in metrics]
-    if len(set(metrics)) != len(metrics):
-        raise ConfigError(f"metric listed twice: {metrics}")
+    metrics = check_metrics(metric)
     results = {
         m: _select_one(pool, method, m, beta, size, vote, bool(focal), int(seed), weighting,
-                       bool(resample), weights, int(max_teams))
+                       bool(resample), weights, int(max_teams), variant, width)
         for m in metrics
     }
     return results[metrics[0]] if single else results

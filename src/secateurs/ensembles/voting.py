@@ -139,3 +139,50 @@ def _margins(split: Split, samples: np.ndarray, vote: str, w: np.ndarray | None)
     owner, cls = np.nonzero(compete)
     table = score[:, owner, y[owner]] - score[:, owner, cls]
     return table, cls < y[owner], owner
+
+
+def _vote_scores(split: Split, vote: str, weights) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per-model per-sample class scores for direct voting: probabilities (soft), weighted
+    probabilities (weights returned separately), or None for plurality/majority (use preds)."""
+    if vote in ("soft", "weighted"):
+        w = None if vote == "soft" else check_weights(weights, split.probs.shape[0])
+        return split.probs, w
+    return None, None
+
+
+def direct_correct_counts(split: Split, members: np.ndarray, vote: str = "soft",
+                          weights=None) -> np.ndarray:
+    """[T] samples each team gets right, by summing its members' scores directly.
+
+    For a few teams of a large pool, cheaper than :class:`TeamAccuracy` (no [M, J] table). The
+    rules are the same: argmax ties go to the lowest class; majority needs more than half.
+    """
+    vote = check_vote(vote)
+    members = np.asarray(members, dtype=np.int64)
+    t, size = members.shape
+    n, c = split.num_samples, split.num_classes
+    out = np.zeros(t, dtype=np.int64)
+    if t == 0:
+        return out
+    probs, w = _vote_scores(split, vote, weights)
+    step = max(1, _CHUNK_ELEMENTS // max(n * c, 1))
+    labels = split.labels
+    rows = np.arange(n)
+    for sl in chunks(t, step):
+        block = members[sl]
+        if vote == "majority":
+            right = split.correct[block].sum(axis=1)  # [k, N]
+            out[sl] = (2 * right > size).sum(axis=1)
+            continue
+        total = np.zeros((block.shape[0], n, c), dtype=np.float64)
+        for p in range(size):
+            if probs is None:  # plurality: one vote per member
+                # one vote per (team, sample) for this member: no repeated index
+                total[np.arange(block.shape[0])[:, None], rows[None, :],
+                      split.preds[block[:, p]]] += 1.0
+            elif w is None:
+                total += probs[block[:, p]]
+            else:
+                total += w[block[:, p]][:, None, None] * probs[block[:, p]]
+        out[sl] = (total.argmax(axis=2) == labels[None, :]).sum(axis=1)
+    return out
