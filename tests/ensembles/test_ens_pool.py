@@ -29,7 +29,7 @@ def test_round_trip_with_test_split_and_costs(tmp_path):
     costs = {n: {"params": 10 * (i + 1), "macs": 7.5 * (i + 1)} for i, n in enumerate(names)}
     save_predictions(tmp_path / "pool", names, probs, labels, tp, tl, costs=costs)
     assert sorted(p.name for p in (tmp_path / "pool").iterdir()) == sorted(
-        [f"{n}.npy" for n in names] + ["labels.npy", "costs.json", "test"])
+        [f"{n}.npy" for n in names] + ["labels.npy", "costs.json", "pool.json", "test"])
     pool = load_predictions(tmp_path / "pool")
     assert pool.names == tuple(names)
     np.testing.assert_array_equal(pool.selection.probs, probs)

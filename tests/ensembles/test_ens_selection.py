@@ -241,9 +241,13 @@ def test_infeasible_searches_raise_with_a_suggestion():
     with pytest.raises(ConfigError, match="--max-size"):
         select_team(pool, "exhaustive", "gd", max_teams=500)
     with pytest.raises(ConfigError, match="--max-size"):
-        select_team(pool, "hq", "gd", beta=0.0, max_teams=500)
+        select_team(pool, "hq", "gd", beta=0.0, max_teams=500, variant="exact")
+    # "auto" (the default) runs bounded HQ where exact HQ does not fit, and says so
+    auto = select_team(pool, "hq", "gd", beta=0.0, max_teams=500)
+    assert auto.variant == "bounded" and auto.width == 100
+    assert any("bounded HQ (width W=100)" in n for n in auto.notes)
     for bad in (dict(beta=1.0), dict(beta=-0.1), dict(max_size=1), dict(max_size=13),
-                dict(method="greedy"), dict(metric="xx"), dict(vote="mean"),
+                dict(method="greedy"), dict(method="nosuch"), dict(metric="xx"), dict(vote="mean"),
                 dict(weighting="argsort"), dict(metric=[])):
         with pytest.raises(ConfigError):
             select_team(pool, **bad)

@@ -11,16 +11,22 @@ from rich.console import Console
 from rich.table import Table
 
 from ..ensembles import (
+    ALL_METHODS,
+    BASELINES,
     DEFAULT_MAX_TEAMS,
-    METHODS,
+    DEFAULT_WIDTH,
+    HQ_VARIANTS,
     METRIC_NAMES,
     METRICS,
     VOTES,
     WEIGHTINGS,
+    ConsensusResult,
     PredictionPool,
     SelectionResult,
     TeamReport,
+    compare_selections,
     load_predictions,
+    select_consensus,
     select_team,
     team_diversity,
     team_focal_diversity,
@@ -31,7 +37,7 @@ from .main import app
 
 PREDICTIONS_HELP = (
     "Folder with labels.npy and one <model-name>.npy (N x C probabilities) per model; optional "
-    "test/ subfolder and costs.json (see docs/ensembles.md)."
+    "test/ subfolder, costs.json and pool.json (model order; see docs/ensembles.md)."
 )
 
 
@@ -54,19 +60,37 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
+def _team_text(indices, names) -> str:
+    """Names beside indices (pool order), shortened for very large teams."""
+    pairs = [f"{i} {n}" for i, n in zip(indices, names, strict=True)]
+    if len(pairs) > 12:
+        pairs = pairs[:10] + [f"... {len(pairs) - 10} more"]
+    return ", ".join(pairs)
+
+
+def _cost_text(size_fraction: float, macs: float | None = None, params: float | None = None) -> str:
+    cost = f"{100 * size_fraction:.1f}% of models"
+    for kind, v in (("params", params), ("macs", macs)):
+        if v is not None:
+            cost += f", {100 * v:.1f}% of {kind}"
+    return cost
+
+
 def _team_row(label: str, rep: TeamReport) -> list[str]:
-    cost = f"{100 * rep.cost['size_fraction']:.0f}% of models"
-    for kind in ("params", "macs"):
-        if f"{kind}_fraction" in rep.cost:
-            cost += f", {100 * rep.cost[f'{kind}_fraction']:.0f}% of {kind}"
-    return [label, ", ".join(rep.names), str(rep.size), _pct(rep.selection_accuracy),
+    cost = _cost_text(rep.cost["size_fraction"], rep.cost.get("macs_fraction"),
+                      rep.cost.get("params_fraction"))
+    return [label, _team_text(rep.indices, rep.names), str(rep.size), _pct(rep.selection_accuracy),
             _pct(rep.test_accuracy), cost]
 
 
 def _print_result(console: Console, r: SelectionResult) -> None:
-    what = f"{'focal ' if r.focal else ''}{r.metric.upper()}" if r.metric else "accuracy"
-    beta = f", beta={r.beta:g}" if r.beta is not None else ""
-    title = f"{r.method} by {what}{beta}, max size {r.max_size}, {r.vote} voting"
+    if r.criterion is not None:
+        title = f"{r.method} ({r.criterion}), size {r.max_size}, {r.vote} voting"
+    else:
+        what = f"{'focal ' if r.focal else ''}{r.metric.upper()}" if r.metric else "accuracy"
+        beta = f", beta={r.beta:g}" if r.beta is not None else ""
+        variant = f", {r.variant} HQ" + (f" (W={r.width})" if r.width else "") if r.variant else ""
+        title = f"{r.method} by {what}{beta}{variant}, max size {r.max_size}, {r.vote} voting"
     table = Table(title=title, title_justify="left")
     for col in ("", "team", "size", "selection acc %", "test acc %", "cost"):
         table.add_column(col, overflow="fold")
@@ -76,19 +100,64 @@ def _print_result(console: Console, r: SelectionResult) -> None:
     table.add_row(*_team_row("best single", r.best_single))
     console.print(table)
     console.print(f"Rule: {r.rule}", highlight=False)
+    if not r.levels:
+        console.print(f"chosen in {r.seconds:.2f} s\n", highlight=False)
+        return
     levels = Table(title="Teams per size (selection split)", title_justify="left")
-    for col in ("size", "candidates", "pruned", "kept", "min%", "max%", "mean%", "std%",
-                ">best member", ">=best single", ">=pool"):
+    bounded = r.variant == "bounded"
+    cols = ["size", "candidates", "pruned", *(["dropped"] if bounded else []), "kept", "min%",
+            "max%", "mean%", "std%", ">best member", ">=best single", ">=pool"]
+    for col in cols:
         levels.add_column(col, justify="right", no_wrap=True)
     for lv in r.levels:
         s = lv.stats
-        levels.add_row(str(lv.size), str(lv.candidates), str(lv.pruned), str(lv.kept), _pct(s.min),
+        extra = [str(lv.dropped)] if bounded else []
+        levels.add_row(str(lv.size), str(lv.candidates), str(lv.pruned), *extra, str(lv.kept),
+                       _pct(s.min),
                        _pct(s.max), _pct(s.mean), _pct(s.std), str(s.beat_best_member),
                        str(s.reach_best_single), str(s.reach_pool))
     console.print(levels)
     for note in r.notes:
         console.print(f"note: {note}", highlight=False)
     console.print(f"{r.teams_evaluated} teams evaluated in {r.seconds:.2f} s\n", highlight=False)
+
+
+def _print_consensus(console: Console, c: ConsensusResult) -> None:
+    title = (f"Consensus of focal {', '.join(m.upper() for m in c.metrics)}: teams kept by at "
+             f"least q={c.quorum} of {len(c.metrics)} HQ runs")
+    table = Table(title=title, title_justify="left")
+    for col in ("", "team", "size", "selection acc %", "test acc %", "cost"):
+        table.add_column(col, overflow="fold")
+    if c.recommended is not None:
+        table.add_row(*_team_row("recommended", c.recommended))
+    table.add_row(*_team_row("whole pool", c.pool))
+    console.print(table)
+    console.print(f"Rule: {c.rule}", highlight=False)
+    sizes = Table(title="Consensus teams per size", title_justify="left")
+    for col in ("size", "teams", "max acc%", "reach pool"):
+        sizes.add_column(col, justify="right")
+    pool_acc = c.pool.selection_accuracy
+    for lv in c.levels:
+        sizes.add_row(str(lv.size), str(len(lv.teams)), _pct(float(lv.accuracy.max())),
+                      str(int((lv.accuracy >= pool_acc).sum())))
+    console.print(sizes)
+    for note in c.notes:
+        console.print(f"note: {note}", highlight=False)
+    console.print()
+
+
+def _print_comparison(console: Console, cmp: dict) -> None:
+    title = (f"Comparison at team size {cmp['size']} of {cmp['num_models']} models "
+             f"({cmp['vote']} voting; selection split chooses"
+             + (", test split reports)" if cmp["has_test"] else "; no test split)"))
+    table = Table(title=title, title_justify="left")
+    for col in ("method", "team", "selection acc %", "test acc %", "cost"):
+        table.add_column(col, overflow="fold")
+    for row in [*cmp["rows"], cmp["pool"]]:
+        table.add_row(row["label"], _team_text(row["indices"], row["names"]),
+                      _pct(row["selection_accuracy"]), _pct(row["test_accuracy"]),
+                      _cost_text(row["size_fraction"], row["macs_fraction"], row["params_fraction"]))
+    console.print(table)
 
 
 def _write_json(obj, indent: int | None = 2) -> None:
@@ -103,8 +172,31 @@ def select(
         "(default gd).",
     ),
     beta: float = typer.Option(0.1, "--beta", help="HQ: fraction of candidates pruned per size."),
-    max_size: int = typer.Option(None, "--max-size", help="Largest team size (default M - 1)."),
-    method: str = typer.Option("hq", "--method", help=f"One of {', '.join(METHODS)}."),
+    max_size: int = typer.Option(
+        None, "--max-size", help="Largest team size (default M - 1; bounded HQ: min(M - 1, 16))."
+    ),
+    method: str = typer.Option("hq", "--method", help=f"One of {', '.join(ALL_METHODS)}."),
+    criterion: str = typer.Option(
+        None, "--criterion", help="Baselines: " + "; ".join(
+            f"{m}: {', '.join(c)}" for m, c in BASELINES.items()) + " (first is the default)."
+    ),
+    size: int = typer.Option(None, "--size", help="Baselines: team size K."),
+    hq_variant: str = typer.Option(
+        "auto", "--hq-variant", help=f"HQ search: {', '.join(HQ_VARIANTS)} (auto: exact where it "
+        "fits --max-teams and 1 GiB, else bounded)."
+    ),
+    width: int = typer.Option(
+        DEFAULT_WIDTH, "--width", help="Bounded HQ: most teams kept per size (W)."
+    ),
+    consensus: bool = typer.Option(
+        False, "--consensus", help="Combine the HQ runs of all --metric metrics by metric voting."
+    ),
+    quorum: int = typer.Option(
+        None, "--quorum", help="Consensus: votes a team needs (default: majority of metrics)."
+    ),
+    compare: bool = typer.Option(
+        False, "--compare", help="Also run every baseline at the recommended team's size."
+    ),
     vote: str = typer.Option("soft", "--vote", help=f"One of {', '.join(VOTES)}."),
     focal: bool = typer.Option(True, "--focal/--no-focal", help="Focal (default) or plain diversity."),
     weighting: str = typer.Option(
@@ -114,7 +206,7 @@ def select(
         False, "--resample", help="Focal metrics on 3 draws of 100 negatives (the reference's shortcut)."
     ),
     logits: bool = typer.Option(False, "--logits", help="Files hold logits: apply a softmax."),
-    seed: int = typer.Option(0, "--seed", help="Seed for --resample and k-means."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --resample, k-means and random teams."),
     max_teams: int = typer.Option(
         DEFAULT_MAX_TEAMS, "--max-teams", help="Most teams held at once (per size for HQ)."
     ),
@@ -124,15 +216,36 @@ def select(
     metrics = _split_list(metric, ["gd"])
     if weighting not in WEIGHTINGS:
         raise ConfigError(f"--weighting must be one of {list(WEIGHTINGS)}, got {weighting!r}")
+    if consensus and str(method).lower() != "hq":
+        raise ConfigError(f"--consensus combines HQ runs; it cannot be used with --method {method}")
+    if quorum is not None and not consensus:
+        raise ConfigError("--quorum is only used with --consensus")
     pool = _load(predictions, logits)
-    results = select_team(
-        pool, method=method, metric=metrics, beta=beta, max_size=max_size, vote=vote, focal=focal,
-        seed=seed, weighting=weighting, resample=resample, max_teams=max_teams,
-    )
+    hq_kw = dict(beta=beta, max_size=max_size, vote=vote, focal=focal, seed=seed,
+                 weighting=weighting, resample=resample, max_teams=max_teams,
+                 variant=hq_variant, width=width)
+    agreed = None
+    if consensus:
+        agreed = select_consensus(pool, metrics, quorum, **hq_kw)
+        results = list(agreed.per_metric.values())
+    elif str(method).lower() in BASELINES:
+        results = [select_team(pool, method, criterion=criterion, size=size, seed=seed, vote=vote)]
+    else:
+        results = list(select_team(pool, method=method, metric=metrics, criterion=criterion,
+                                   size=size, **hq_kw).values())
+    comparison = None
+    if compare:
+        comparison = compare_selections(pool, agreed if agreed is not None else results[0],
+                                        seed=seed, vote=vote)
     if json_out:
         # compact: the kept teams of every size can be long lists
-        _write_json({"predictions": str(predictions),
-                     "results": [r.to_dict() for r in results.values()]}, indent=None)
+        _write_json({
+            "predictions": str(predictions),
+            "models": list(pool.names),
+            "results": [r.to_dict() for r in results],
+            "consensus": None if agreed is None else agreed.to_dict(include_per_metric=False),
+            "comparison": comparison,
+        }, indent=None)
         return
     console = _console()
     console.print(
@@ -140,8 +253,12 @@ def select(
         + (f", {pool.test.num_samples} test samples" if pool.test is not None else ", no test split")
         + f", {pool.num_classes} classes\n", highlight=False,
     )
-    for r in results.values():
+    for r in results:
         _print_result(console, r)
+    if agreed is not None:
+        _print_consensus(console, agreed)
+    if comparison is not None:
+        _print_comparison(console, comparison)
 
 
 @app.command("diversity")

@@ -3,10 +3,13 @@
     DIR/labels.npy          N integers (selection split)
     DIR/<model-name>.npy    N x C probabilities (or logits, with --logits), one file per model
     DIR/costs.json          optional: {"<model-name>": {"params": 123, "macs": 456}, ...}
+    DIR/pool.json           optional manifest: {"models": ["<name>", ...]}, the pool's model order
     DIR/test/labels.npy     optional test split, same model file names
     DIR/test/<model-name>.npy
 
-Files are read with ``allow_pickle=False``; hidden files (leading dot) are ignored.
+Files are read with ``allow_pickle=False``; hidden files (leading dot) are ignored. Team indices
+refer to the pool's model order: the manifest's order when ``pool.json`` is present (it must list
+exactly the model files), sorted file names otherwise. ``save_predictions`` writes the manifest.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .pool import PredictionPool, check_model_name
 
 LABELS = "labels.npy"
 COSTS = "costs.json"
+MANIFEST = "pool.json"
 TEST_DIR = "test"
 
 
@@ -45,21 +49,51 @@ def _model_files(folder: Path) -> dict[str, Path]:
     }
 
 
-def _read_split(folder: Path, where: str) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+def _read_manifest(folder: Path) -> list[str] | None:
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not valid JSON: {e}") from e
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list) or not all(isinstance(n, str) for n in models):
+        raise DataError(f'{path} must be {{"models": ["<model-name>", ...]}} (the pool\'s model '
+                        f"order), got {data!r:.200}")
+    if len(set(models)) != len(models):
+        dup = sorted({n for n in models if models.count(n) > 1})
+        raise DataError(f"{path} lists a model twice: {dup}")
+    return models
+
+
+def _read_split(folder: Path, where: str, order: list[str] | None = None
+                ) -> tuple[list[str], list[np.ndarray], np.ndarray]:
     labels_path = folder / LABELS
     if not labels_path.is_file():
         raise DataError(f"{where}: {labels_path} is missing (N integer labels)")
     files = _model_files(folder)
     names = sorted(files)
+    if order is not None:
+        missing = [n for n in order if n not in files]
+        extra = sorted(set(files) - set(order))
+        if missing or extra:
+            raise DataError(
+                f"{where}: the manifest {MANIFEST} lists models {order} but the folder holds "
+                f"{names}" + (f"; missing files: {[f'{n}.npy' for n in missing]}" if missing else "")
+                + (f"; files not in the manifest: {[f'{n}.npy' for n in extra]}" if extra else ""))
+        names = list(order)
     return names, [_load_npy(files[n]) for n in names], _load_npy(labels_path)
 
 
 def load_predictions(path: str | os.PathLike, logits: bool = False) -> PredictionPool:
-    """Read and validate a predictions folder; models are ordered by name."""
+    """Read and validate a predictions folder; models are in the manifest's order (pool.json),
+    else ordered by name."""
     folder = Path(path)
     if not folder.is_dir():
         raise DataError(f"predictions folder {folder} does not exist or is not a folder")
-    names, probs, labels = _read_split(folder, f"predictions folder {folder}")
+    order = _read_manifest(folder)
+    names, probs, labels = _read_split(folder, f"predictions folder {folder}", order)
     if len(names) < 2:
         raise DataError(
             f"predictions folder {folder} holds {len(names)} model file(s) {names}; "
@@ -69,11 +103,13 @@ def load_predictions(path: str | os.PathLike, logits: bool = False) -> Predictio
     test_folder = folder / TEST_DIR
     if test_folder.is_dir():
         t_names, test_probs, test_labels = _read_split(test_folder, f"test split {test_folder}")
-        if t_names != names:
+        if sorted(t_names) != sorted(names):
             raise DataError(
                 f"test split {test_folder} has models {t_names} but the selection split has "
                 f"{names}: the test folder must hold the same <model-name>.npy files"
             )
+        by_name = dict(zip(t_names, test_probs, strict=True))
+        test_probs = [by_name[n] for n in names]  # the selection split's (manifest) order
     costs = None
     costs_path = folder / COSTS
     if costs_path.is_file():
@@ -115,8 +151,9 @@ def save_predictions(
 ) -> Path:
     """Validate, then write a pool in the interchange format (each file written atomically).
 
-    ``probs`` is [M, N, C] probabilities (or a list of M arrays N x C). Re-writing the same pool
-    over itself is allowed; a folder holding other models' files is refused.
+    ``probs`` is [M, N, C] probabilities (or a list of M arrays N x C). The manifest pool.json
+    records ``names`` in this order, so indices read back refer to the same models. Re-writing
+    the same pool over itself is allowed; a folder holding other models' files is refused.
     """
     pool = PredictionPool.from_arrays(names, probs, labels, test_probs, test_labels, costs=costs)
     folder = Path(path)
@@ -137,4 +174,5 @@ def save_predictions(
         _save_npy(folder / TEST_DIR / LABELS, pool.test.labels)
     if costs is not None:
         write_json(folder / COSTS, pool.costs_by_model())
+    write_json(folder / MANIFEST, {"models": list(pool.names)})
     return folder

@@ -135,6 +135,7 @@ class SelectionResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     variant: str | None = None  # HQ: "exact" or "bounded", the search that ran
+    criterion: str | None = None  # baselines: the ranking / greedy / cluster criterion
     width: int | None = None  # bounded HQ: the width cap W
 
     @property
@@ -146,6 +147,7 @@ class SelectionResult:
         return {
             "method": self.method,
             "metric": self.metric,
+            "criterion": self.criterion,
             "focal": self.focal,
             "weighting": self.weighting,
             "resample": self.resample,

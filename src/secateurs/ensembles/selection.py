@@ -22,6 +22,7 @@ from .focal import WEIGHTINGS, focal_diversity, focal_stats, plain_diversity
 from .metrics import check_metric, sample_stats
 from .pool import PredictionPool
 from .results import Level, SelectionResult, TeamReport, TeamStats
+from .baselines import BASELINES as _BASELINES
 from .hq_bounded import (
     BOUNDED_MAX_SIZE,
     DEFAULT_WIDTH,
@@ -40,6 +41,9 @@ from .voting import TeamAccuracy, check_vote, check_weights, direct_correct_coun
 
 METHODS = ("hq", "exhaustive", "mean-threshold", "kmeans")
 HQ_VARIANTS = ("auto", "exact", "bounded")
+BASELINE_METHODS = tuple(_BASELINES)
+#: Every method ``select_team`` and ``secateurs select --method`` accept.
+ALL_METHODS = METHODS + BASELINE_METHODS
 #: Exact HQ holds M x M x M focal statistics; beyond this many bytes "auto" runs bounded HQ.
 EXACT_MEMORY = 1 << 30
 _WHAT = {
@@ -266,7 +270,7 @@ def _check_common(pool: PredictionPool, method: str, beta: float, max_size: int 
         raise ConfigError(f"expected a PredictionPool, got {type(pool).__name__}")
     method = str(method).lower()
     if method not in METHODS:
-        raise ConfigError(f"unknown selection method {method!r}; choose from {list(METHODS)}")
+        raise ConfigError(f"unknown selection method {method!r}; choose from {list(ALL_METHODS)}")
     if isinstance(beta, bool) or not (isinstance(beta, numbers.Real) and 0 <= beta < 1):
         raise ConfigError(f"beta must be in [0, 1), got {beta!r}")
     if weighting not in WEIGHTINGS:
@@ -438,6 +442,8 @@ def select_team(
     max_teams: int = DEFAULT_MAX_TEAMS,
     variant: str = "auto",
     width: int = DEFAULT_WIDTH,
+    criterion: str | None = None,
+    size: int | None = None,
 ) -> SelectionResult | dict[str, SelectionResult]:
     """Choose a team on the selection split and report it (test accuracy only reported).
 
@@ -453,8 +459,17 @@ def select_team(
     methods); beyond it a ConfigError says what to change. ``variant`` (HQ only): "exact",
     "bounded" (at most ``width`` teams kept per size, see docs) or "auto" (exact where it fits
     ``max_teams`` and 1 GiB of focal statistics, else bounded); the result's ``variant`` says
-    which ran.
+    which ran. Baselines (``method`` random, rank, greedy, cluster) take ``criterion`` and a team
+    ``size`` instead, ignore the metric, and return one SelectionResult.
     """
+    if str(method).lower() in BASELINE_METHODS:
+        from .api import select_baseline
+
+        return select_baseline(pool, method, criterion, size, seed=seed, vote=vote,
+                               weights=weights)
+    if criterion is not None or size is not None:
+        raise ConfigError(f"criterion and size are for the baselines {list(BASELINE_METHODS)}; "
+                          f"method {method!r} uses --max-size")
     method, size = _check_common(pool, method, beta, max_size, weighting)
     vote, weights = check_vote_weights(pool, vote, weights)
     variant = check_variant(variant)
