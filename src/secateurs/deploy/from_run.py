@@ -52,7 +52,9 @@ def team_rows(results: dict) -> dict[str, dict[str, Any]]:
                 "val_acc": rec.get("selection_accuracy"),
                 "test_acc": rec.get("test_accuracy"),
             }
-    for r in (results.get("comparison") or {}).get("rows", []):
+    from ..experiments.comparison import flat_rows
+
+    for r in flat_rows(results.get("comparison") or {"pools": []}):
         if r.get("row") and r.get("members"):
             rows[r["row"]] = {
                 "members": list(r["members"]),

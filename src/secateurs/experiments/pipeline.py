@@ -17,18 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ensembles import PredictionPool, select_team, team_accuracy
+from ..ensembles import MANIFEST, ConsensusResult, PredictionPool, select_team, team_accuracy
 from ..io import write_json
 from ..pruning.metrics import get_metric
 from ..reporting import write_csv
 from ..training.progress import progress_bar
+from .comparison import compare_pool, consensus_of, flat_rows
 from .config import dump_config, validate
 from .executors import run_local, run_ray
 from .lock import run_lock
 from .tasks import is_done, read_task, task_specs, write_payload
 
 #: The manifest of a pool folder: ``{"models": [names in the pool's order]}``.
-POOL_MANIFEST = "pool.json"
+POOL_MANIFEST = MANIFEST
 
 
 @dataclass
@@ -192,10 +193,11 @@ def _pool(snaps: list[Snapshot], names: list[str], labels_val, labels_test) -> P
 
 
 def _save_pool(pool: PredictionPool, folder: Path) -> None:
-    """The pool in the interchange format plus its manifest ``pool.json`` (models in the pool's
-    order, the order team indices refer to everywhere)."""
+    """The pool in the interchange format with its manifest ``pool.json`` (written by
+    ``save_predictions``): models in config order, the order team indices refer to everywhere."""
     pool.save(folder)
-    write_json(folder / POOL_MANIFEST, {"models": list(pool.names)})
+    if not (folder / POOL_MANIFEST).is_file():  # pragma: no cover - save_predictions writes it
+        write_json(folder / POOL_MANIFEST, {"models": list(pool.names)})
 
 
 def _snapshot_links(snaps: list[Snapshot], y_val, y_test) -> dict[str, dict]:
@@ -239,7 +241,7 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
         focal=en["focal"],
         seed=config["seed"],
     )
-    rows, selections, pools = [], {}, {}
+    rows, selections, pools, compared = [], {}, {}, []
     for metric in dn["metrics"]:
         for level in dn["levels"]:
             group = [s for s in snaps if s.metric == metric and s.level == level]
@@ -255,6 +257,12 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
             }
             results = select_team(pool, max_size=en["max_size"], **select_kw)
             selections[tag] = {k: v.to_dict(max_teams_per_level=50) for k, v in results.items()}
+            results = _with_consensus(pool, results)
+            if en["compare"]:
+                compared.append(
+                    compare_pool(tag, pool, results, [s.snapshot for s in group],
+                                 [s.macs for s in group], unpruned_macs, seed=config["seed"])
+                )
             for focal_metric, res in results.items():
                 rows.append(
                     _table_row(
@@ -263,11 +271,14 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
                 )
     mixed = None
     if en["mixed_pool"]:
-        mixed = _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw)
+        mixed = _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw, compared)
         pools["mixed"] = {"folder": "pools/mixed", "models": mixed["models"],
                           "snapshots": mixed["models"]}
     write_csv(out / "table_global.csv", [r for r in rows if r["scope"] == "global"])
     write_csv(out / "table_layer.csv", [r for r in rows if r["scope"] == "layer"])
+    comparison = {"pools": compared} if en["compare"] else None
+    if comparison:
+        write_csv(out / "comparison.csv", flat_rows(comparison))
     runs = []
     for spec in specs:
         task = read_task(out, spec["key"])
@@ -293,8 +304,23 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
         "table": rows,
         "selections": selections,
         "mixed": mixed,
+        "comparison": comparison,
         "rounds": runs,
     }
+
+
+def _with_consensus(pool: PredictionPool, results: dict) -> dict:
+    """HQ's results per focal metric, plus their consensus when there are several metrics."""
+    if len(results) < 2 or not all(r.method == "hq" for r in results.values()):
+        return dict(results)
+    return {**results, "consensus": consensus_of(pool, results)}
+
+
+def _best_single(res):
+    """The best single model of a selection (a consensus has it in its per-metric results)."""
+    if isinstance(res, ConsensusResult):
+        return next(iter(res.per_metric.values())).best_single
+    return res.best_single
 
 
 def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vote) -> dict:
@@ -310,7 +336,7 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
         "focal_metric": focal_metric,
         "pool_val_acc": res.pool.selection_accuracy,
         "pool_test_acc": pool_test,
-        "best_single_test_acc": res.best_single.test_accuracy,
+        "best_single_test_acc": _best_single(res).test_accuracy,
     }
     if team is None:
         row.update(
@@ -340,7 +366,7 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
     return row
 
 
-def _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw) -> dict:
+def _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw, compared) -> dict:
     """Every distinct snapshot in one pool (the unpruned level once per member, not per metric)."""
     en = config["ensemble"]
     chosen, names = [], []
@@ -353,6 +379,12 @@ def _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw) -> dict:
     _save_pool(pool, out / "pools" / "mixed")
     max_size = min(en["mixed_max_size"], len(names) - 1)
     results = select_team(pool, max_size=max_size, **select_kw)
+    with_consensus = _with_consensus(pool, results)
+    if en["compare"]:
+        compared.append(
+            compare_pool("mixed", pool, with_consensus, names, [s.macs for s in chosen],
+                         unpruned_macs, seed=config["seed"])
+        )
     focal_metric = en["metrics"][0]
     res = results[focal_metric]
     # Candidate teams for the cost-accuracy front: every kept team, and every single model.
@@ -376,9 +408,14 @@ def _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw) -> dict:
     return {
         "models": names,
         "selections": {k: v.to_dict(max_teams_per_level=50) for k, v in results.items()},
+        "consensus": _consensus_dict(with_consensus.get("consensus")),
         "points": points,
         "front": front,
     }
+
+
+def _consensus_dict(res) -> dict | None:
+    return None if res is None else res.to_dict(max_teams_per_level=50, include_per_metric=False)
 
 
 def pareto_front(points: list[dict]) -> list[dict]:

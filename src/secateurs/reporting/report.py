@@ -134,6 +134,9 @@ def write_report(config: dict, results: dict, out: str | Path) -> Path:
             for p in mixed["front"]
         ]
         parts += [markdown_table(head, body), ""]
+    from ..experiments.comparison import comparison_markdown
+
+    parts += [comparison_markdown(results), ""]
     parts += ["## Figures", ""]
     for caption, path in figures:
         parts += [f"![{caption}]({path.name})", "", f"*{caption}*", ""]
