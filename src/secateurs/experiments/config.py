@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
         "focal": True,
         "mixed_pool": True,
         "mixed_max_size": 4,
+        "compare": True,
     },
     "executor": {"kind": "local", "workers": 1, "ray_address": None},
     "report": {"html": False},
@@ -205,7 +206,7 @@ def validate(config: dict) -> dict:
     _number("ensemble.mixed_max_size", en["mixed_max_size"], 2, 62, integer=True)
     _choices("ensemble.method", en["method"], METHODS, many=False)
     _choices("ensemble.vote", en["vote"], VOTES, many=False)
-    for key in ("focal", "mixed_pool"):
+    for key in ("focal", "mixed_pool", "compare"):
         if not isinstance(en[key], bool):
             raise _fail(f"ensemble.{key}", en[key], "true or false")
 

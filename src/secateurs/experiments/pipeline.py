@@ -17,15 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ensembles import PredictionPool, select_team, team_accuracy
+from ..ensembles import MANIFEST, ConsensusResult, PredictionPool, select_team, team_accuracy
 from ..io import write_json
 from ..pruning.metrics import get_metric
 from ..reporting import write_csv
 from ..training.progress import progress_bar
+from .comparison import compare_pool, consensus_of, flat_rows
 from .config import dump_config, validate
 from .executors import run_local, run_ray
 from .lock import run_lock
 from .tasks import is_done, read_task, task_specs, write_payload
+
+#: The manifest of a pool folder: ``{"models": [names in the pool's order]}``.
+POOL_MANIFEST = MANIFEST
 
 
 @dataclass
@@ -44,6 +48,17 @@ class Snapshot:
     unpruned_macs: int
     val_probs: np.ndarray
     test_probs: np.ndarray
+    task: str = ""
+    index: int = 0  # position among its task's snapshots (in val_probs.npy / test_probs.npy)
+    model: str = ""
+
+    @property
+    def snapshot(self) -> str:
+        """The run-wide name of this snapshot; the unpruned network (round 0) is the same for
+        every metric, so it has one name."""
+        if self.round == 0:
+            return f"{self.member}-p0"
+        return f"{self.member}-{self.metric}-{level_tag(self.level)}"
 
 
 def member_names(config: dict) -> list[str]:
@@ -158,6 +173,9 @@ def _snapshots(config: dict, out: Path, specs: list[dict]) -> list[Snapshot]:
                     unpruned_macs=task["rounds"][0]["macs"],
                     val_probs=task["val_probs"][j],
                     test_probs=task["test_probs"][j],
+                    task=spec["key"],
+                    index=j,
+                    model=spec["model"],
                 )
             )
     return snaps
@@ -174,17 +192,46 @@ def _pool(snaps: list[Snapshot], names: list[str], labels_val, labels_test) -> P
     )
 
 
-def _labels(specs: list[dict]):
-    from .tasks import dataset_of
+def _save_pool(pool: PredictionPool, folder: Path) -> None:
+    """The pool in the interchange format with its manifest ``pool.json`` (written by
+    ``save_predictions``): models in config order, the order team indices refer to everywhere."""
+    pool.save(folder)
+    if not (folder / POOL_MANIFEST).is_file():  # pragma: no cover - save_predictions writes it
+        write_json(folder / POOL_MANIFEST, {"models": list(pool.names)})
 
-    data = dataset_of(specs[0])
-    return data.y_val.numpy(), data.y_test.numpy()
+
+def _snapshot_links(snaps: list[Snapshot], y_val, y_test) -> dict[str, dict]:
+    """Every distinct snapshot by its run-wide name: where its weights and predictions are."""
+    links: dict[str, dict] = {}
+    for s in snaps:
+        if s.snapshot in links:
+            continue
+        links[s.snapshot] = {
+            "member": s.member,
+            "model": s.model,
+            "seed": s.seed,
+            "metric": None if s.round == 0 else s.metric,
+            "level": 0.0 if s.round == 0 else s.level,
+            "round": s.round,
+            "pruned": s.pruned,
+            "params": s.params,
+            "macs": s.macs,
+            "val_acc": float(np.mean(s.val_probs.argmax(axis=1) == y_val)),
+            "test_acc": float(np.mean(s.test_probs.argmax(axis=1) == y_test)),
+            "task": s.task,
+            "weights": f"tasks/{s.task}/round-{s.round:03d}.safetensors",
+            "probs_index": s.index,
+        }
+    return links
 
 
 def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
     en, dn = config["ensemble"], config["dropnet"]
     snaps = _snapshots(config, out, specs)
-    y_val, y_test = _labels(specs)
+    from .tasks import dataset_of
+
+    data = dataset_of(specs[0])
+    y_val, y_test = data.y_val.numpy(), data.y_test.numpy()
     unpruned_macs = sum({s.member: s.unpruned_macs for s in snaps}.values())
     select_kw = dict(
         method=en["method"],
@@ -194,17 +241,28 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
         focal=en["focal"],
         seed=config["seed"],
     )
-    rows, selections = [], {}
+    rows, selections, pools, compared = [], {}, {}, []
     for metric in dn["metrics"]:
         for level in dn["levels"]:
             group = [s for s in snaps if s.metric == metric and s.level == level]
             names = [s.member for s in group]
             pool = _pool(group, names, y_val, y_test)
-            folder = out / "pools" / metric / level_tag(level)
-            pool.save(folder)
-            results = select_team(pool, max_size=en["max_size"], **select_kw)
             tag = f"{metric}/{level_tag(level)}"
+            folder = out / "pools" / metric / level_tag(level)
+            _save_pool(pool, folder)
+            pools[tag] = {
+                "folder": f"pools/{tag}",
+                "models": names,
+                "snapshots": [s.snapshot for s in group],
+            }
+            results = select_team(pool, max_size=en["max_size"], **select_kw)
             selections[tag] = {k: v.to_dict(max_teams_per_level=50) for k, v in results.items()}
+            results = _with_consensus(pool, results)
+            if en["compare"]:
+                compared.append(
+                    compare_pool(tag, pool, results, [s.snapshot for s in group],
+                                 [s.macs for s in group], unpruned_macs, seed=config["seed"])
+                )
             for focal_metric, res in results.items():
                 rows.append(
                     _table_row(
@@ -213,9 +271,14 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
                 )
     mixed = None
     if en["mixed_pool"]:
-        mixed = _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw)
+        mixed = _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw, compared)
+        pools["mixed"] = {"folder": "pools/mixed", "models": mixed["models"],
+                          "snapshots": mixed["models"]}
     write_csv(out / "table_global.csv", [r for r in rows if r["scope"] == "global"])
     write_csv(out / "table_layer.csv", [r for r in rows if r["scope"] == "layer"])
+    comparison = {"pools": compared} if en["compare"] else None
+    if comparison:
+        write_csv(out / "comparison.csv", flat_rows(comparison))
     runs = []
     for spec in specs:
         task = read_task(out, spec["key"])
@@ -234,11 +297,30 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
         "name": config["name"],
         "pool": member_names(config),
         "unpruned_pool_macs": unpruned_macs,
+        "input_shape": list(data.input_shape),
+        "num_classes": int(data.num_classes),
+        "snapshots": _snapshot_links(snaps, y_val, y_test),
+        "pools": pools,
         "table": rows,
         "selections": selections,
         "mixed": mixed,
+        "comparison": comparison,
         "rounds": runs,
     }
+
+
+def _with_consensus(pool: PredictionPool, results: dict) -> dict:
+    """HQ's results per focal metric, plus their consensus when there are several metrics."""
+    if len(results) < 2 or not all(r.method == "hq" for r in results.values()):
+        return dict(results)
+    return {**results, "consensus": consensus_of(pool, results)}
+
+
+def _best_single(res):
+    """The best single model of a selection (a consensus has it in its per-metric results)."""
+    if isinstance(res, ConsensusResult):
+        return next(iter(res.per_metric.values())).best_single
+    return res.best_single
 
 
 def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vote) -> dict:
@@ -246,6 +328,7 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
     m = len(group)
     pool_test = res.pool.test_accuracy
     row = {
+        "row": f"{metric}/{level_tag(level)}/{focal_metric}",
         "metric": metric,
         "scope": get_metric(metric).scope,
         "level": level,
@@ -253,11 +336,13 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
         "focal_metric": focal_metric,
         "pool_val_acc": res.pool.selection_accuracy,
         "pool_test_acc": pool_test,
-        "best_single_test_acc": res.best_single.test_accuracy,
+        "best_single_test_acc": _best_single(res).test_accuracy,
     }
     if team is None:
         row.update(
             team="",
+            team_names="",
+            team_snapshots=[],
             size=0,
             cost=None,
             mac_fraction=None,
@@ -270,6 +355,7 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
     row.update(
         team="{" + ",".join(str(i) for i in team.indices) + "}",
         team_names=" ".join(team.names),
+        team_snapshots=[group[i].snapshot for i in team.indices],
         size=team.size,
         cost=team.size / m,
         mac_fraction=macs / unpruned_macs,
@@ -280,20 +366,25 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
     return row
 
 
-def _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw) -> dict:
+def _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw, compared) -> dict:
     """Every distinct snapshot in one pool (the unpruned level once per member, not per metric)."""
     en = config["ensemble"]
     chosen, names = [], []
     for s in snaps:
         # the unpruned network (round 0) is the same for every metric: keep it once
-        name = f"{s.member}-p0" if s.round == 0 else f"{s.member}-{s.metric}-{level_tag(s.level)}"
-        if name not in names:
+        if s.snapshot not in names:
             chosen.append(s)
-            names.append(name)
+            names.append(s.snapshot)
     pool = _pool(chosen, names, y_val, y_test)
-    pool.save(out / "pools" / "mixed")
+    _save_pool(pool, out / "pools" / "mixed")
     max_size = min(en["mixed_max_size"], len(names) - 1)
     results = select_team(pool, max_size=max_size, **select_kw)
+    with_consensus = _with_consensus(pool, results)
+    if en["compare"]:
+        compared.append(
+            compare_pool("mixed", pool, with_consensus, names, [s.macs for s in chosen],
+                         unpruned_macs, seed=config["seed"])
+        )
     focal_metric = en["metrics"][0]
     res = results[focal_metric]
     # Candidate teams for the cost-accuracy front: every kept team, and every single model.
@@ -317,9 +408,14 @@ def _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw) -> dict:
     return {
         "models": names,
         "selections": {k: v.to_dict(max_teams_per_level=50) for k, v in results.items()},
+        "consensus": _consensus_dict(with_consensus.get("consensus")),
         "points": points,
         "front": front,
     }
+
+
+def _consensus_dict(res) -> dict | None:
+    return None if res is None else res.to_dict(max_teams_per_level=50, include_per_metric=False)
 
 
 def pareto_front(points: list[dict]) -> list[dict]:

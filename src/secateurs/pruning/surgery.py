@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -321,6 +321,19 @@ def save_exported(
     ``{"name": ..., "options": {...}}``; by default the spec the model was built from (registry
     models). Without one, loading needs ``model=``."""
     path = Path(path)
+    architecture = export_architecture(result, spec=spec)
+    state = result.module.state_dict()
+    if is_single_file(path):
+        meta = {"format": FORMAT, "architecture": json.dumps(architecture)}
+        save_tensors(path, state, metadata=meta)
+        return path
+    save_tensors(path / WEIGHTS_FILE, state, metadata={"format": FORMAT})
+    write_json(path / ARCH_FILE, architecture)
+    return path
+
+
+def export_architecture(result: ExportResult, *, spec: Mapping | None = None) -> dict:
+    """The JSON record of an export that ``load_exported`` rebuilds it from (see save_exported)."""
     if spec is None:
         spec = result.model_spec
     if spec is not None:
@@ -331,8 +344,7 @@ def save_exported(
             json.dumps(spec)
         except TypeError as exc:
             raise ConfigError(f"model spec is not JSON-serialisable: {exc}") from exc
-    state = result.module.state_dict()
-    architecture = {
+    return {
         "format": FORMAT,
         "model": spec,
         "class": type(result.module).__name__,
@@ -348,13 +360,6 @@ def save_exported(
         "macs_before": result.macs_before,
         "secateurs_version": _version(),
     }
-    if is_single_file(path):
-        meta = {"format": FORMAT, "architecture": json.dumps(architecture)}
-        save_tensors(path, state, metadata=meta)
-        return path
-    save_tensors(path / WEIGHTS_FILE, state, metadata={"format": FORMAT})
-    write_json(path / ARCH_FILE, architecture)
-    return path
 
 
 def is_single_file(path: str | Path) -> bool:
@@ -405,6 +410,29 @@ def load_exported(path: str | Path, *, model: nn.Module | None = None) -> nn.Mod
     model (from the saved spec, or the freshly constructed ``model`` for custom modules), replay
     the same surgery, load the weights strictly. Returns the module in eval mode."""
     arch, arch_path, weights_path = _read_architecture(Path(path))
+
+    def tensors() -> dict[str, torch.Tensor]:
+        try:
+            return load_tensors(weights_path)
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise DataError(f"{weights_path} is not a readable safetensors file: {exc}") from exc
+
+    return rebuild_exported(arch, tensors, where=str(arch_path), weights_where=str(weights_path),
+                            model=model)
+
+
+def rebuild_exported(
+    arch: dict,
+    tensors: Callable[[], Mapping[str, torch.Tensor]],
+    *,
+    where: str,
+    weights_where: str | None = None,
+    model: nn.Module | None = None,
+) -> nn.Module:
+    """The module of an export from its architecture record and (a loader of) its weights: the
+    model is built, the surgery replayed and the weights loaded strictly. ``where`` /
+    ``weights_where`` name the sources in error messages."""
+    arch_path, weights_path = where, weights_where or where
     if not isinstance(arch, dict) or arch.get("format") != FORMAT:
         raise DataError(f"{arch_path} is not a secateurs export (format {FORMAT!r} expected)")
     input_shape = tuple(_int_list(arch.get("input_shape"), "input_shape"))
@@ -450,11 +478,7 @@ def load_exported(path: str | Path, *, model: nn.Module | None = None) -> nn.Mod
             "model (file edited, or a different model?)"
         )
     try:
-        tensors = load_tensors(weights_path)
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise DataError(f"{weights_path} is not a readable safetensors file: {exc}") from exc
-    try:
-        result.module.load_state_dict(tensors, strict=True)
+        result.module.load_state_dict(dict(tensors()), strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         raise DataError(
@@ -463,4 +487,11 @@ def load_exported(path: str | Path, *, model: nn.Module | None = None) -> nn.Mod
     return result.module.eval()
 
 
-__all__ = ["ExportResult", "export_pruned", "load_exported", "save_exported"]
+__all__ = [
+    "ExportResult",
+    "export_architecture",
+    "export_pruned",
+    "load_exported",
+    "rebuild_exported",
+    "save_exported",
+]

@@ -39,7 +39,7 @@ def seed_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
                 r["metric"],
                 f"{r['level']:.0%} / {r['pruned']:.1%}",
                 r["focal_metric"].upper(),
-                r.get("team") or "-",
+                f"{r['team']} {r['team_names']}" if r.get("team_names") else r.get("team") or "-",
                 "-" if r.get("cost") is None else f"{r['cost']:.0%}",
                 "-" if r.get("mac_fraction") is None else f"{r['mac_fraction']:.1%}",
                 _fmt(r["pool_test_acc"], True),
@@ -134,6 +134,9 @@ def write_report(config: dict, results: dict, out: str | Path) -> Path:
             for p in mixed["front"]
         ]
         parts += [markdown_table(head, body), ""]
+    from ..experiments.comparison import comparison_markdown
+
+    parts += [comparison_markdown(results), ""]
     parts += ["## Figures", ""]
     for caption, path in figures:
         parts += [f"![{caption}]({path.name})", "", f"*{caption}*", ""]
