@@ -6,6 +6,7 @@ Nothing here imports torch: command modules import the library inside their func
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 
@@ -62,10 +63,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     module = getattr(category, "__module__", "") or ""
     if not module.startswith("secateurs"):
         text += f" [{category.__name__}, {module.split('.')[0] or 'python'}]"
-    try:
+    with contextlib.suppress(OSError):  # stderr closed: a warning is not worth a crash
         print(f"warning: {text}", file=sys.stderr if file is None else file, flush=True)
-    except OSError:  # stderr closed: a warning is not worth a crash
-        pass
 
 
 def _usage_error(e: Exception) -> str:

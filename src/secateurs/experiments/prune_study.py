@@ -161,7 +161,8 @@ def run_prune_study(
         # Progress counts rounds when their number is known (an honest ETA even in lockstep,
         # where every run finishes at the end), else runs. A terminal also shows a row per run.
         unit = per_run or 1
-        task = bar.add_task("DropNet", total=len(jobs) * unit, info="")
+        totals = {"rounds": len(jobs) * unit}
+        task = bar.add_task("DropNet", total=totals["rounds"], info="")
         rows: dict[tuple[str, int], int] = {}
         done_rounds: dict[tuple[str, int], int] = {}
         todo = []
@@ -185,9 +186,12 @@ def run_prune_study(
             if job in rows:
                 bar.update(rows[job], completed=row["round"] + 1, info=state)
             done_rounds[job] = done_rounds.get(job, 0) + 1
+            if per_run and done_rounds[job] > per_run:  # more rounds than estimated
+                totals["rounds"] += 1
+                bar.update(task, total=totals["rounds"])
             bar.update(
                 task,
-                advance=1 if per_run and done_rounds[job] <= per_run else 0,
+                advance=1 if per_run else 0,
                 info=f"{job[0]} seed {job[1]} round {row['round']}: {state}; {runs_done()}",
             )
 

@@ -8,6 +8,7 @@ log shows a long run is alive. ``enabled=False`` silences both.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -118,10 +119,8 @@ class LogProgress:
 
     def _write(self, task: _Task) -> None:
         out = self._file if self._file is not None else sys.stderr
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed log won't stop training
             print(self.line(task), file=out, flush=True)
-        except (OSError, ValueError):  # a closed log is no reason to stop training
-            pass
 
 
 def progress_bar(enabled: bool = True) -> Progress | LogProgress:
