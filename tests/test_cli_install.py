@@ -155,3 +155,37 @@ def test_runtime_dependencies_hold_only_what_the_library_imports():
     assert "ray" not in names and "torch-pruning" not in names
     assert any(d.startswith("torch-pruning") for d in project["optional-dependencies"]["dev"])
     assert project["optional-dependencies"]["ray"]
+
+
+def _imported_packages() -> dict[str, str]:
+    """Third-party top-level packages that src/ imports -> one file that imports each."""
+    import ast
+
+    found = {}
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("secateurs", "__future__"):
+                    found.setdefault(top, str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_package_the_library_imports_is_declared():
+    """A fresh `make demo` venv has the runtime dependencies only: an import that some other
+    package happened to bring (click came with typer < 0.20, scipy with scikit-learn) breaks
+    there. Ray is the one extra, imported only where the ray executor is chosen."""
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=!~\[ ]", d)[0].lower() for d in project["dependencies"]}
+    extras = {"ray"}
+    dists = packages_distributions()
+    for package, where in _imported_packages().items():
+        names = {d.lower() for d in dists.get(package, [package])}
+        assert names & (declared | extras), f"{where} imports {package}, not a declared dependency"

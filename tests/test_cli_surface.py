@@ -254,15 +254,25 @@ ROWS = [["minimum_layer", "50% / 49.3%", "GD", "{0,2,3} fc40 fc24 fc100", "60%",
         ["unpruned", "0% / 0.0%", "KW", "-", "-", "-", "96.11", "-", "-"]]
 
 
-def test_tables_at_80_columns_on_a_terminal_wrap_and_never_truncate():
+@pytest.mark.parametrize("width", [60, 80, 120, 200])
+@pytest.mark.parametrize("table", ["results", "study"])
+def test_tables_on_a_terminal_fit_its_width_and_keep_every_word(width, table):
+    head, rows = (HEAD, ROWS) if table == "results" else (STUDY_HEAD, STUDY_ROWS)
     buf = io.StringIO()
-    term = Console(file=buf, force_terminal=True, width=80, color_system=None)
-    options.print_table("A results table", HEAD, ROWS, right=(4, 5, 6, 7, 8), out=term)
+    term = Console(file=buf, force_terminal=True, width=width, color_system=None)
+    options.print_table("A results table", head, rows, right=(1, 2), out=term)
     text = buf.getvalue()
     assert "…" not in text and "..." not in text
-    assert max(len(line) for line in text.splitlines()) <= 80
-    for cell in ("GD", "KW", "96.94", "97.22", "+0.28", "60%"):
-        assert cell in text
+    assert max(len(line) for line in text.splitlines()) <= width
+    words = set(text.split())
+    for cell in [*head, *(c for row in rows for c in row)]:
+        assert set(cell.split()) <= words, f"{cell!r} was cut at width {width}"
+
+
+STUDY_HEAD = ["metric", "seeds", "rounds", "unpruned", "near 50% left", "near 25% left", "final"]
+STUDY_ROWS = [["minimum_layer", "2", "12", "0.7306", "0.5583 at 0.45", "0.3917 at 0.25",
+               "0.2153 at 0.10"], ["random", "2", "13", "0.7306", "0.4444 at 0.53",
+                                   "0.2056 at 0.25", "0.1014 at 0.10"]]
 
 
 def test_tables_in_a_pipe_are_plain_text_with_every_cell_whole():

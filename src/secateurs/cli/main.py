@@ -10,7 +10,6 @@ import contextlib
 import sys
 import warnings
 
-import click
 import typer
 
 from ..errors import SecateursError
@@ -32,7 +31,7 @@ def _version(value: bool) -> None:
     if value:
         from .. import __version__
 
-        click.echo(f"secateurs {__version__}")
+        typer.echo(f"secateurs {__version__}")
         raise typer.Exit(0)
 
 
@@ -77,8 +76,8 @@ def _usage_error(e: Exception) -> str:
 
 def _interrupted() -> int:
     hint = state.resume_hint
-    click.echo("", err=True)
-    click.echo(f"interrupted{'; ' + hint if hint else ''}", err=True)
+    typer.echo("", err=True)
+    typer.echo(f"interrupted{'; ' + hint if hint else ''}", err=True)
     return EXIT_INTERRUPTED
 
 
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             return _interrupted()
         except SecateursError as e:
-            click.echo(f"error: {e}", err=True)
+            typer.echo(f"error: {e}", err=True)
             return 1
         except Exception as e:
             # click's or typer's own (typer >= 0.20 vendors click): Abort is Ctrl-C (or EOF) in
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "Exit":
                 return int(getattr(e, "exit_code", 0))
             if hasattr(e, "format_message") and hasattr(e, "exit_code"):
-                click.echo(_usage_error(e), err=True)
+                typer.echo(_usage_error(e), err=True)
                 return e.exit_code
             raise
     # In non-standalone mode typer returns exit codes instead of raising: Exit(130) is its

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -122,19 +123,30 @@ def print_table(
     right: Sequence[int] = (),
     out: Console | None = None,
 ) -> None:
-    """A table that loses nothing: on a terminal, rich wraps cells and headers to the width
-    (folding a word only when it alone is wider than its column); in a pipe or a file, plain
+    """A table that loses nothing. On a terminal: a rich table whose cells wrap at spaces, each
+    column at least as wide as its longest word; when even that is wider than the terminal, one
+    block per row (``header: value`` lines) instead of folding words. In a pipe or a file: plain
     aligned text as wide as the cells need. ``right``: indices of right-aligned columns."""
     out = out or console
     cells = [["-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
              for row in rows]
     if out.is_terminal:
-        table = Table(title=title, title_justify="left")
-        for i, h in enumerate(head):
-            table.add_column(h, overflow="fold", justify="right" if i in right else "left")
-        for row in cells:
-            table.add_row(*row)
-        out.print(table)
+        words = [max(len(w) for w in [*head[i].split(), *(r[i] for r in cells), "-"]
+                     for w in w.split()) for i in range(len(head))]
+        if sum(words) + 3 * len(head) + 1 <= out.width:
+            table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+            for i, h in enumerate(head):
+                table.add_column(h, justify="right" if i in right else "left",
+                                 min_width=words[i], overflow="fold")
+            for row in cells:
+                table.add_row(*row)
+            out.print(table)
+        else:
+            out.print(title, highlight=False, markup=False)
+            for row in cells:
+                out.print(f"{head[0]}: {row[0]}", style="bold", highlight=False, markup=False)
+                for h, v in zip(head[1:], row[1:], strict=True):
+                    out.print(f"  {h}: {v}", highlight=False, markup=False)
         return
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(head)]
 

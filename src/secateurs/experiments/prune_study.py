@@ -182,18 +182,19 @@ def run_prune_study(
 
         def show(net: DropNet, row: dict) -> None:
             job = (net.config.metric, net.seed)
-            state = f"{row['remaining']:.2f} left, test acc {row['test_acc']:.3f}"
-            if job in rows:
-                bar.update(rows[job], completed=row["round"] + 1, info=state)
+            state = f"{row['remaining']:.2f} left, acc {row['test_acc']:.3f}"
             done_rounds[job] = done_rounds.get(job, 0) + 1
             if per_run and done_rounds[job] > per_run:  # more rounds than estimated
                 totals["rounds"] += 1
                 bar.update(task, total=totals["rounds"])
-            bar.update(
-                task,
-                advance=1 if per_run else 0,
-                info=f"{job[0]} seed {job[1]} round {row['round']}: {state}; {runs_done()}",
-            )
+                if job in rows:
+                    bar.update(rows[job], total=done_rounds[job])
+            if job in rows:  # a terminal: the run's own row tells its state
+                bar.update(rows[job], completed=done_rounds[job], info=state)
+                info = runs_done()
+            else:
+                info = f"{job[0]} seed {job[1]} round {row['round']}: {state}; {runs_done()}"
+            bar.update(task, advance=1 if per_run else 0, info=info)
 
         def finish(metric: str, seed: int, result: DropNetResult) -> None:
             if out is not None:
@@ -206,7 +207,8 @@ def run_prune_study(
                 bar.update(rows[job], total=len(result.rounds), completed=len(result.rounds))
             # a run that stopped before the estimate counts as whole
             rest = unit - min(done_rounds.get(job, 0), unit) if per_run else 1
-            bar.update(task, advance=rest, info=f"{metric} seed {seed} finished; {runs_done()}")
+            info = runs_done() if rows else f"{metric} seed {seed} finished; {runs_done()}"
+            bar.update(task, advance=rest, info=info)
 
         if lockstep and sum(1 for m, _ in todo if m != "oracle") > 1:
             run_dropnet_lockstep(

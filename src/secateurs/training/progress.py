@@ -129,13 +129,12 @@ def progress_bar(enabled: bool = True) -> Progress | LogProgress:
     console = _stderr_console()
     if enabled and not console.is_terminal:
         return LogProgress()
-    return Progress(
+    return Progress(  # fits 80 columns: short fields, the free text last but one
         TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=20),
+        BarColumn(bar_width=12),
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
-        TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
         disable=not enabled,
