@@ -264,7 +264,7 @@ def test_tables_on_a_terminal_fit_its_width_and_keep_every_word(width, table):
     text = buf.getvalue()
     assert "…" not in text and "..." not in text
     assert max(len(line) for line in text.splitlines()) <= width
-    words = set(text.split())
+    words = set(text.replace(": ", " ").split())  # narrow: one block of "header: value" per row
     for cell in [*head, *(c for row in rows for c in row)]:
         assert set(cell.split()) <= words, f"{cell!r} was cut at width {width}"
 
