@@ -1,38 +1,46 @@
 # Two commands set up and run everything on a fresh machine with Python 3 and make:
-#   make demo   create .venv, install, run the built-in experiment on the embedded digits data
-#   make test   same set-up, then the whole test suite
+#   make demo   create .venv, install secateurs (runtime only), run the built-in experiment
+#   make test   same, plus the test tools and the Ray extra (its executor is tested), then pytest
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Without an NVIDIA GPU, pin the CPU build of torch so pip never pulls the multi-GB CUDA one.
-TORCH_CPU ?= torch==2.13.0
+# Extras for `make test`: dev (pytest, hypothesis, ruff, torch-pruning) and ray, so that the Ray
+# executor's test runs instead of skipping. `make test TEST_EXTRAS=dev` leaves Ray out.
+TEST_EXTRAS ?= dev,ray
 
-.PHONY: demo test install bench lint clean
+.PHONY: demo test install install-test bench lint clean
 
-$(BIN)/secateurs: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
-		echo "GPU found: installing the default torch build"; \
-	else \
-		echo "No GPU: installing the CPU build ($(TORCH_CPU))"; \
-		$(BIN)/python -m pip install -q "$(TORCH_CPU)" || $(BIN)/python -m pip install -q "$(TORCH_CPU)" --index-url https://download.pytorch.org/whl/cpu; \
-	fi
-	$(BIN)/python -m pip install -q -e ".[dev,ray]"
+
+# torch first, by a script that picks the CPU build unless an NVIDIA GPU works (PyPI's Linux
+# torch is the multi-GB CUDA build): see scripts/install_torch.py.
+$(VENV)/.torch: $(BIN)/python scripts/install_torch.py
+	$(BIN)/python scripts/install_torch.py
 	@touch $@
 
-install: $(BIN)/secateurs
+$(VENV)/.runtime: $(VENV)/.torch pyproject.toml
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.test: $(VENV)/.runtime pyproject.toml
+	$(BIN)/python -m pip install -q -e ".[$(TEST_EXTRAS)]"
+	@touch $@
+
+install: $(VENV)/.runtime
+
+install-test: $(VENV)/.test
 
 demo: install
 	$(BIN)/secateurs demo
 
-test: install
+test: install-test
 	$(BIN)/python -m pytest -q
 
-bench: install
+bench: install-test
 	$(BIN)/python -m benchmarks
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check src tests benchmarks
 
 clean:

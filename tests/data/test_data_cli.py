@@ -16,7 +16,7 @@ def test_datasets_json_lists_every_spec_and_where_found(tmp_path, capsys):
     write_mnist_like(tmp_path / "mnist", None, None, *random_images(rng, 20))
     rc = main(["datasets", "--data-dir", str(tmp_path), "--json"])
     assert rc == 0
-    infos = {i["name"]: i for i in json.loads(capsys.readouterr().out)}
+    infos = {i["name"]: i for i in json.loads(capsys.readouterr().out)["datasets"]}
     assert set(infos) >= {
         "digits",
         "synthetic",
@@ -47,7 +47,7 @@ def test_datasets_text(tmp_path, capsys):
 
 def test_models_json_matches_the_registry(capsys):
     assert main(["models", "--json"]) == 0
-    got = json.loads(capsys.readouterr().out)
+    got = json.loads(capsys.readouterr().out)["models"]
     assert [m["name"] for m in got] == [m.name for m in list_models()]
     assert all(m["options"] == dict(r.options) for m, r in zip(got, list_models(), strict=True))
 

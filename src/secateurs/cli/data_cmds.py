@@ -6,9 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..data import list_datasets
 from ..errors import DataError
-from ..models import list_models
 from .main import app
 from .options import DataDir, JsonOut, print_json
 
@@ -17,12 +15,16 @@ INDENT = " " * 4
 
 @app.command()
 def datasets(data_dir: Path = DataDir, json_out: bool = JsonOut) -> None:
-    """List the dataset specs, where each dataset's files were found, or how to get them."""
+    """List the dataset specs and where their files are.
+
+    For each spec: where its files were found, or how to get them."""
+    from ..data import list_datasets
+
     if data_dir is not None and data_dir.exists() and not data_dir.is_dir():
         raise DataError(f"--data-dir {data_dir} is a file; give the folder that holds the datasets")
     infos = list_datasets(data_dir)
     if json_out:
-        print_json([info.to_dict() for info in infos])
+        print_json({"datasets": [info.to_dict() for info in infos]})
         return
     width = max(len(info.name) for info in infos) + 2
     for info in infos:
@@ -37,14 +39,20 @@ def datasets(data_dir: Path = DataDir, json_out: bool = JsonOut) -> None:
 
 @app.command()
 def models(json_out: bool = JsonOut) -> None:
-    """List the models that --model accepts, with their options (model:key=value,...)."""
+    """List the models that --model accepts.
+
+    Each with its options (model:key=value,...)."""
+    from ..models import list_models
+
     infos = list_models()
     if json_out:
         print_json(
-            [
-                {"name": m.name, "description": m.description, "options": dict(m.options)}
-                for m in infos
-            ]
+            {
+                "models": [
+                    {"name": m.name, "description": m.description, "options": dict(m.options)}
+                    for m in infos
+                ]
+            }
         )
         return
     width = max(len(m.name) for m in infos) + 2

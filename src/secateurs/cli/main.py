@@ -1,13 +1,21 @@
-"""The ``secateurs`` command. Thin: every command parses options and calls the Python API."""
+"""The ``secateurs`` command. Thin: every command parses options and calls the Python API.
+
+Nothing here imports torch: command modules import the library inside their functions, so that
+``--help`` and ``--version`` answer at once.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
 
-import click
 import typer
 
 from ..errors import SecateursError
+from . import state
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 app = typer.Typer(
     name="secateurs",
@@ -15,19 +23,25 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: wraps at any width, truncates nothing
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"secateurs {__version__}")
+        raise typer.Exit(0)
 
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_version, is_eager=True
+    ),
 ) -> None:
     """Make neural networks and deep ensembles smaller without making them worse."""
-    if version:
-        from .. import __version__
-
-        click.echo(f"secateurs {__version__}")
-        raise typer.Exit(0)
 
 
 def _register_commands() -> None:
@@ -42,27 +56,63 @@ def _register_commands() -> None:
     )
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one plain line on stderr: no file path, line number or source line. Our own
+    warnings read as ``warning: ...``; other packages' name their category and package."""
+    text = " ".join(str(message).split())
+    module = getattr(category, "__module__", "") or ""
+    if not module.startswith("secateurs"):
+        text += f" [{category.__name__}, {module.split('.')[0] or 'python'}]"
+    with contextlib.suppress(OSError):  # stderr closed: a warning is not worth a crash
+        print(f"warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+
+def _usage_error(e: Exception) -> str:
+    """A bad option as one line, like every other user error, pointing at the command's help."""
+    text = " ".join(e.format_message().replace("Value error, ", "").split())
+    ctx = getattr(e, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"error: {text}{where}"
+
+
+def _interrupted() -> int:
+    hint = state.resume_hint
+    typer.echo("", err=True)
+    typer.echo(f"interrupted{'; ' + hint if hint else ''}", err=True)
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point (the console script exits with the returned code): user errors print one line
-    and give a non-zero code, without a traceback."""
-    _register_commands()
-    try:
-        app(args=argv, standalone_mode=False)
-    except SecateursError as e:
-        click.echo(f"error: {e}", err=True)
-        return 1
-    except typer.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except typer.Exit as e:
-        return e.exit_code
-    except Exception as e:
-        # Usage errors: click's, or typer's vendored copy of click (typer >= 0.20).
-        if hasattr(e, "show") and hasattr(e, "exit_code"):
-            e.show()
-            return e.exit_code
-        raise
-    return 0
+    and give a non-zero code, without a traceback; Ctrl-C gives 130 and says how to resume."""
+    state.resume_hint = None
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        try:
+            _register_commands()
+            rv = app(args=argv, prog_name="secateurs", standalone_mode=False)
+        except KeyboardInterrupt:
+            return _interrupted()
+        except SecateursError as e:
+            typer.echo(f"error: {e}", err=True)
+            return 1
+        except Exception as e:
+            # click's or typer's own (typer >= 0.20 vendors click): Abort is Ctrl-C (or EOF) in
+            # older versions; Exit carries a code; usage errors show themselves.
+            name = type(e).__name__
+            if name == "Abort":
+                return _interrupted()
+            if name == "Exit":
+                return int(getattr(e, "exit_code", 0))
+            if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+                typer.echo(_usage_error(e), err=True)
+                return e.exit_code
+            raise
+    # In non-standalone mode typer returns exit codes instead of raising: Exit(130) is its
+    # translation of KeyboardInterrupt; --help and --version return 0.
+    if rv == EXIT_INTERRUPTED:
+        return _interrupted()
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

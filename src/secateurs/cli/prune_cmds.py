@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import typer
 
-from ..data import load_dataset
 from ..errors import ConfigError
-from ..experiments.prune_study import rebuild_round, run_prune_study
-from ..pruning import DropNetConfig, export_pruned, save_exported
-from ..pruning.surgery import is_single_file
 from .main import app
 from .options import (
+    METRICS,
+    Coupling,
     DataDir,
     Device,
     JsonOut,
+    Optimizer,
+    Reset,
+    announce,
     console,
     out_dir,
     print_json,
     print_table,
+    resumable,
     train_config,
+    value,
 )
 
 
@@ -32,8 +34,7 @@ def prune(
     metric: list[str] = typer.Option(
         ["minimum"],
         "--metric",
-        help="DropNet metric; repeat for several (minimum, maximum, "
-        "random, minimum_layer, maximum_layer, random_layer, apoz[_layer], magnitude[_layer], oracle).",
+        help=f"DropNet metric; repeat for several: {', '.join(METRICS)}.",
     ),
     fraction: float = typer.Option(
         0.2, "--fraction", help="Fraction p of remaining units dropped per round."
@@ -45,13 +46,15 @@ def prune(
     max_rounds: int = typer.Option(
         None, "--max-rounds", help="Stop after this many pruning rounds."
     ),
-    reset: str = typer.Option("initial", "--reset", help="initial, random or continue."),
+    reset: Reset = typer.Option(
+        "initial", "--reset", help="Survivors' weights after a round: initial, fresh random, kept."
+    ),
     seeds: int = typer.Option(1, "--seeds", help="Number of seeds (seed, seed+1, ...)."),
     seed: int = typer.Option(0, "--seed", min=0, help="First seed (also splits the data)."),
     one_per_round: bool = typer.Option(
         False, "--one-per-round", help="Drop exactly one unit per round."
     ),
-    coupled: str = typer.Option(
+    coupled: Coupling = typer.Option(
         "separate",
         "--coupled",
         help="Residual-coupled channels: 'separate' (each conv on its own, as the paper) or "
@@ -66,7 +69,7 @@ def prune(
     epochs: int = typer.Option(100, help="Maximum epochs per round."),
     batch_size: int = typer.Option(32, help="Mini-batch size."),
     patience: int = typer.Option(5, help="Early-stopping patience (0: off)."),
-    optimizer: str = typer.Option("sgd", help="sgd or adam."),
+    optimizer: Optimizer = typer.Option("sgd", help="Optimizer."),
     momentum: float = typer.Option(0.0, help="SGD momentum."),
     weight_decay: float = typer.Option(0.0, help="Weight decay."),
     restore_best: bool = typer.Option(False, help="Keep each round's best epoch, not the last."),
@@ -78,7 +81,18 @@ def prune(
     device: str = Device,
     json_out: bool = JsonOut,
 ) -> None:
-    """Run DropNet for each metric and seed; write per-round CSV/JSON, weights and accuracy.png."""
+    """Run a DropNet study: every metric x seed, each round recorded.
+
+    Writes per-round CSV/JSON, weights and accuracy.png to --out; rerun to resume."""
+    import torch
+
+    from ..data import load_dataset
+    from ..experiments.prune_study import run_prune_study
+    from ..models import build_model
+    from ..pruning import DropNetConfig
+    from ..pruning.metrics import get_metric
+    from ..training import resolve_device
+
     if until is None and kappa is None:
         until = 0.1
     if "oracle" in metric:
@@ -88,10 +102,10 @@ def prune(
         until=until,
         kappa=kappa,
         max_rounds=max_rounds,
-        reset=reset,
+        reset=value(reset),
         one_per_round=one_per_round,
         score_samples=score_samples,
-        coupled=coupled,
+        coupled=value(coupled),
         train=train_config(
             lr,
             epochs,
@@ -106,27 +120,51 @@ def prune(
     )
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    metrics = list(dict.fromkeys(metric))
+    for m in metrics:
+        get_metric(m)  # a typo fails before the header
     data = load_dataset(dataset, data_dir, seed=seed)
+    out = out_dir(out)
+    with torch.random.fork_rng(devices=[]):  # a bad --model fails before the header
+        build_model(model, data.input_shape, data.num_classes)
+    train = config.train
+    announce(out, {
+        "model": model, "dataset": dataset, "metrics": metrics,
+        "seeds": list(range(seed, seed + seeds)), "fraction": fraction, "until": until,
+        "kappa": kappa, "max_rounds": max_rounds, "reset": config.reset,
+        "one_per_round": one_per_round, "coupled": config.coupled, "lockstep": lockstep,
+        **{k: v for k, v in train.to_dict().items() if k != "device"},
+        "device": f"{device} ({resolve_device(device)})",
+    })
+    resumable(out)
     study = run_prune_study(
         model,
         data,
-        list(dict.fromkeys(metric)),
+        metrics,
         list(range(seed, seed + seeds)),
         config,
-        out=out_dir(out),
+        out=out,
         dataset_spec=dataset,
         split_seed=seed,
-        progress=not json_out,
+        progress=True,
         lockstep=lockstep,
     )
     if json_out:
         print_json({"out": str(out), "summary": study.summary()})
         return
     print_table(
-        f"DropNet: {model} on {dataset} (mean test accuracy over seeds, (remaining))",
-        study.summary(),
+        f"DropNet: {model} on {dataset}, mean test accuracy over seeds at the remaining "
+        "fraction shown",
+        ["metric", "seeds", "rounds", "unpruned", "near 50% left", "near 25% left", "final"],
+        [
+            [r["metric"], r["seeds"], r["rounds"], f"{r['unpruned']['test_acc']:.4f}",
+             *(f"{r[k]['test_acc']:.4f} at {r[k]['remaining']:.2f}"
+               for k in ("near_50", "near_25", "final"))]
+            for r in study.summary()
+        ],
+        right=(1, 2, 3),
     )
-    console.print(f"wrote {out}/rounds.csv, {out}/accuracy.png")
+    console.print(f"wrote {out}/rounds.csv, {out}/accuracy.png", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -146,7 +184,15 @@ def export(
     ),
     json_out: bool = JsonOut,
 ) -> None:
-    """Export one recorded round as a physically smaller network (safetensors + JSON)."""
+    """Export one recorded round as a physically smaller network.
+
+    Weights in safetensors, the architecture in JSON (no pickle)."""
+    import torch
+
+    from ..experiments.prune_study import rebuild_round
+    from ..pruning import export_pruned, save_exported
+    from ..pruning.surgery import is_single_file
+
     if (round_ is None) == (remaining is None):
         raise ConfigError("give exactly one of --round K or --remaining F")
     if is_single_file(out):
@@ -174,6 +220,6 @@ def export(
     if json_out:
         print_json(summary)
     else:
-        console.print(exported.summary())
+        console.print(exported.summary(), highlight=False, soft_wrap=True)
         files = [out] if is_single_file(out) else [out / "model.safetensors", out / "architecture.json"]
-        console.print(f"wrote {' and '.join(map(str, files))}")
+        console.print(f"wrote {' and '.join(map(str, files))}", highlight=False, soft_wrap=True)

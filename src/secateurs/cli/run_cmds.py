@@ -4,30 +4,37 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.table import Table
 
-from ..experiments.config import load_config, validate
-from ..experiments.demo import DEMO_CONFIG
-from ..experiments.pipeline import run_experiment
-from ..reporting.report import seed_table
 from .main import app
-from .options import JsonOut, console, err_console, print_json
+from .options import (
+    Executor,
+    JsonOut,
+    announce,
+    console,
+    print_json,
+    print_table,
+    resumable,
+    value,
+)
 
 
 def _override(
     config: dict,
     out: Path | None,
-    executor: str | None,
+    executor: Any,
     workers: int | None,
     ray_address: str | None,
 ) -> dict:
+    from ..experiments.config import validate
+
     config = copy.deepcopy(config)
     if out is not None:
         config["output"] = str(out)
     if executor is not None:
-        config["executor"]["kind"] = executor
+        config["executor"]["kind"] = value(executor)
     if workers is not None:
         config["executor"]["workers"] = workers
     if ray_address is not None:
@@ -36,32 +43,55 @@ def _override(
     return validate(config)
 
 
+def _team(value: Any) -> list[int]:
+    """A team as a list of pool indices (the pipeline's tables write it as "{0,2}")."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [int(v) for v in value.strip("{}").replace(",", " ").split()]
+    return [int(v) for v in value]
+
+
+def _names(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    return value.split() if isinstance(value, str) else [str(v) for v in value]
+
+
+def json_summary(results: dict, out: str) -> dict:
+    """The ``run``/``demo`` --json shape (docs/cli.md): one row per (DropNet metric, level,
+    diversity metric) with the team as indices and names, and the mixed pool's Pareto front."""
+    table = []
+    for row in results["table"]:
+        row = dict(row)
+        row["team"] = _team(row.get("team"))
+        row["team_names"] = _names(row.get("team_names"))
+        table.append(row)
+    front = [{**p, "team": _names(p.get("team"))}
+             for p in (results.get("mixed") or {}).get("front") or []]
+    return {"out": out, "seconds": results.get("seconds"), "table": table, "front": front}
+
+
 def _show(results: dict, out: str, json_out: bool) -> None:
     if json_out:
-        print_json(
-            {
-                "out": out,
-                "table": results["table"],
-                "front": (results.get("mixed") or {}).get("front"),
-                "seconds": results.get("seconds"),
-            }
-        )
+        print_json(json_summary(results, out))
         return
+    from ..reporting.report import seed_table
+
     for scope, title in (("global", "Global metrics"), ("layer", "Layer-wise metrics")):
         rows = [r for r in results["table"] if r["scope"] == scope]
         if not rows:
             continue
         head, body = seed_table(rows)
-        table = Table(title=f"{title} (teams chosen on validation; test accuracy)")
-        for h in head:
-            table.add_column(h)
-        for row in body:
-            table.add_row(*row)
-        console.print(table)
-    console.print(f"done in {results.get('seconds', 0):.0f} s; report: {Path(out) / 'report.md'}")
+        print_table(f"{title} (teams chosen on validation; test accuracy)", head, body,
+                    right=tuple(range(4, len(head))))
+    console.print(
+        f"done in {results.get('seconds', 0):.0f} s; report: {Path(out) / 'report.md'}",
+        highlight=False, soft_wrap=True,
+    )
 
 
-ExecutorOpt = typer.Option(None, "--executor", help="local or ray (overrides the config).")
+ExecutorOpt = typer.Option(None, "--executor", help="Where tasks run (overrides the config).")
 WorkersOpt = typer.Option(
     None, "--workers", help="Parallel worker processes (local) or CPUs (ray)."
 )
@@ -72,27 +102,66 @@ RayOpt = typer.Option(None, "--ray-address", help="Join this Ray cluster (implie
 def run(
     config: Path = typer.Argument(..., help="Experiment config (YAML); see examples/."),
     out: Path = typer.Option(None, "--out", help="Output folder (overrides the config's)."),
-    executor: str = ExecutorOpt,
+    executor: Executor = ExecutorOpt,
     workers: int = WorkersOpt,
     ray_address: str = RayOpt,
     json_out: bool = JsonOut,
 ) -> None:
-    """Run (or resume) an experiment: pruned pools, HQ teams, tables and a report."""
+    """Run or resume an experiment from a YAML config.
+
+    Pruned pools, HQ teams, tables and a report; rerun to resume."""
+    from ..experiments.config import load_config
+
     _run(_override(load_config(config), out, executor, workers, ray_address), json_out)
 
 
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Output folder."),
-    executor: str = ExecutorOpt,
+    executor: Executor = ExecutorOpt,
     workers: int = WorkersOpt,
     json_out: bool = JsonOut,
 ) -> None:
-    """The built-in experiment on the embedded digits data (about a minute on 2 CPU cores)."""
+    """Run the built-in experiment on the embedded digits data.
+
+    About a minute on 2 CPU cores."""
+    from ..experiments.config import validate
+    from ..experiments.demo import DEMO_CONFIG
+
     _run(_override(validate(DEMO_CONFIG), out, executor, workers, None), json_out)
 
 
+def _settings(cfg: dict) -> dict:
+    from ..training import resolve_device
+
+    dn, en, ex = cfg["dropnet"], cfg["ensemble"], cfg["executor"]
+    device = cfg["training"]["device"]
+    return {
+        "name": cfg["name"],
+        "dataset": cfg["dataset"]["spec"],
+        "pool": " ".join(f"{m['name']}[{','.join(map(str, m['seeds']))}]" for m in cfg["pool"]),
+        "dropnet_metrics": dn["metrics"],
+        "levels": dn["levels"],
+        "fraction": dn["fraction"],
+        "lockstep": dn["lockstep"],
+        "ensemble_metrics": en["metrics"],
+        "beta": en["beta"],
+        "vote": en["vote"],
+        "executor": ex["kind"],
+        "workers": ex["workers"],
+        "epochs": cfg["training"]["max_epochs"],
+        "device": f"{device} ({resolve_device(device)})",
+        "seed": cfg["seed"],
+    }
+
+
 def _run(cfg: dict, json_out: bool) -> None:
-    log = (lambda m: None) if json_out else (lambda m: err_console.print(m))
-    results = run_experiment(cfg, progress=not json_out, log=log)
+    from ..experiments.pipeline import run_experiment
+    from .options import err_console
+
+    announce(cfg["output"], _settings(cfg))
+    resumable(cfg["output"])
+    results = run_experiment(
+        cfg, progress=True, log=lambda m: err_console.print(m, highlight=False, soft_wrap=True)
+    )
     _show(results, cfg["output"], json_out)

@@ -6,10 +6,19 @@ from pathlib import Path
 
 import typer
 
-from ..data import load_dataset
-from ..training import save_trained, train_model
 from .main import app
-from .options import DataDir, Device, JsonOut, Seed, console, out_dir, print_json, train_config
+from .options import (
+    DataDir,
+    Device,
+    JsonOut,
+    Optimizer,
+    Seed,
+    announce,
+    console,
+    out_dir,
+    print_json,
+    train_config,
+)
 
 
 @app.command()
@@ -25,25 +34,36 @@ def train(
     epochs: int = typer.Option(100, help="Maximum epochs."),
     batch_size: int = typer.Option(32, help="Mini-batch size."),
     patience: int = typer.Option(5, help="Early-stopping patience on validation loss (0: off)."),
-    optimizer: str = typer.Option("sgd", help="sgd or adam."),
+    optimizer: Optimizer = typer.Option("sgd", help="Optimizer."),
     momentum: float = typer.Option(0.0, help="SGD momentum."),
     weight_decay: float = typer.Option(0.0, help="Weight decay."),
     restore_best: bool = typer.Option(False, help="Keep the best epoch's weights, not the last."),
     device: str = Device,
     json_out: bool = JsonOut,
 ) -> None:
-    """Train one model; write model.safetensors and metrics.json to --out."""
+    """Train one model; write its weights and metrics.
+
+    model.safetensors and metrics.json in --out."""
+    from ..data import load_dataset
+    from ..models import build_model
+    from ..training import resolve_device, save_trained, train_model
+
     config = train_config(
         lr, epochs, batch_size, patience, optimizer, momentum, weight_decay, restore_best, device
     )
     data = load_dataset(dataset, data_dir, seed=seed)
-    run = train_model(model, data, config, seed=seed, progress=not json_out)
-    path = save_trained(run, out_dir(out), {"dataset": dataset, "config": config.to_dict()})
+    out = out_dir(out)
+    build_model(model, data.input_shape, data.num_classes)  # a bad --model fails before the header
+    announce(out, {"model": model, "dataset": dataset, "seed": seed, **config.to_dict(),
+                   "device": f"{device} ({resolve_device(device)})"})
+    run = train_model(model, data, config, seed=seed, progress=True)
+    path = save_trained(run, out, {"dataset": dataset, "config": config.to_dict()})
     summary = {**run.summary(), "dataset": dataset, "out": str(path)}
     if json_out:
         print_json(summary)
     else:
         console.print(
             f"{model} on {dataset}: test accuracy {run.metrics['test_acc']:.4f} after "
-            f"{run.result.epochs} epochs ({run.seconds:.1f} s); wrote {path}"
+            f"{run.result.epochs} epochs ({run.seconds:.1f} s); wrote {path}",
+            highlight=False, soft_wrap=True,
         )

@@ -14,7 +14,7 @@ from ..pruning.lockstep import run_dropnet_lockstep
 from ..pruning.metrics import get_metric
 from ..pruning.record import load_run, save_run
 from ..reporting import curves_by_round, plot_accuracy_vs_remaining, write_csv
-from ..training.progress import progress_bar
+from ..training.progress import LogProgress, progress_bar
 
 SCALAR_KEYS = (
     "round",
@@ -33,6 +33,19 @@ SCALAR_KEYS = (
     "epochs",
     "seconds",
 )
+
+
+def expected_rounds(config: DropNetConfig) -> int | None:
+    """Rounds of one run (round 0, the unpruned network, included) that the stop rule implies, to
+    size progress bars; None when only accuracy (kappa) or the number of units decides."""
+    cap = None if config.max_rounds is None else config.max_rounds + 1
+    if config.until is None or config.one_per_round or config.metric == "oracle":
+        return cap
+    remaining, rounds = 1.0, 1
+    while remaining > config.until + 1e-12 and rounds < 10_000:
+        remaining *= 1.0 - config.fraction
+        rounds += 1
+    return rounds if cap is None else min(rounds, cap)
 
 
 def run_dir(out: Path, metric: str, seed: int) -> Path:
@@ -58,25 +71,29 @@ class StudyResult:
         return out
 
     def summary(self) -> list[dict]:
-        """Per metric: mean test accuracy unpruned, near 50% and 25% remaining, and at the end."""
+        """Per metric, the mean test accuracy over seeds: unpruned, at the rounds nearest 50% and
+        25% remaining, and at the last round, each beside its mean remaining fraction. Numbers
+        stay numbers (the CLI's --json and summary.json print this as it is)."""
         table = []
         for metric, points in curves_by_round(self.rows()).items():
 
-            def near(target: float, pts=points) -> tuple[float, float]:
-                p = min(pts, key=lambda q: abs(q[0] - target))
-                return p[0], p[1]
+            def point(p: tuple) -> dict:
+                return {"remaining": p[0], "test_acc": p[1]}
 
-            row = {
-                "metric": metric,
-                "seeds": points[0][3],
-                "rounds": len(points),
-                "acc@100%": points[0][1],
-            }
-            for target in (0.5, 0.25):
-                rem, acc = near(target)
-                row[f"acc@{target:.0%}"] = f"{acc:.4f} ({rem:.2f})"
-            row["final"] = f"{points[-1][1]:.4f} ({points[-1][0]:.2f})"
-            table.append(row)
+            def near(target: float, pts=points) -> dict:
+                return point(min(pts, key=lambda q: abs(q[0] - target)))
+
+            table.append(
+                {
+                    "metric": metric,
+                    "seeds": points[0][3],
+                    "rounds": len(points),
+                    "unpruned": point(points[0]),
+                    "near_50": near(0.5),
+                    "near_25": near(0.25),
+                    "final": point(points[-1]),
+                }
+            )
         return table
 
 
@@ -139,23 +156,45 @@ def run_prune_study(
         write_json(out / "study.json", header)
     jobs = [(m, s) for m in metrics for s in seeds]
     finished: dict[tuple[str, int], DropNetResult] = {}
+    per_run = expected_rounds(config)  # rounds of one run (round 0 included), or None
     with progress_bar(progress) as bar:
-        task = bar.add_task("DropNet", total=len(jobs), info="")
+        # Progress counts rounds when their number is known (an honest ETA even in lockstep,
+        # where every run finishes at the end), else runs. A terminal also shows a row per run.
+        unit = per_run or 1
+        totals = {"rounds": len(jobs) * unit}
+        task = bar.add_task("DropNet", total=totals["rounds"], info="")
+        rows: dict[tuple[str, int], int] = {}
+        done_rounds: dict[tuple[str, int], int] = {}
         todo = []
         for metric, seed in jobs:
             folder = run_dir(out, metric, seed) if out is not None else None
             if folder is not None and (folder / "run.json").is_file():
                 finished[(metric, seed)] = load_run(folder, weights=False)
-                bar.update(task, advance=1)
+                bar.update(task, advance=unit)
             else:
                 todo.append((metric, seed))
+        if not isinstance(bar, LogProgress) and len(todo) > 1:
+            for job in todo:
+                rows[job] = bar.add_task(f"  {job[0]} seed {job[1]}", total=per_run, info="")
+
+        def runs_done() -> str:
+            return f"{len(finished)}/{len(jobs)} runs done"
 
         def show(net: DropNet, row: dict) -> None:
-            bar.update(
-                task,
-                info=f"{net.config.metric} seed {net.seed} round {row['round']}: "
-                f"{row['remaining']:.2f} left, test acc {row['test_acc']:.3f}",
-            )
+            job = (net.config.metric, net.seed)
+            state = f"{row['remaining']:.2f} left, acc {row['test_acc']:.3f}"
+            done_rounds[job] = done_rounds.get(job, 0) + 1
+            if per_run and done_rounds[job] > per_run:  # more rounds than estimated
+                totals["rounds"] += 1
+                bar.update(task, total=totals["rounds"])
+                if job in rows:
+                    bar.update(rows[job], total=done_rounds[job])
+            if job in rows:  # a terminal: the run's own row tells its state
+                bar.update(rows[job], completed=done_rounds[job], info=state)
+                info = runs_done()
+            else:
+                info = f"{job[0]} seed {job[1]} round {row['round']}: {state}; {runs_done()}"
+            bar.update(task, advance=1 if per_run else 0, info=info)
 
         def finish(metric: str, seed: int, result: DropNetResult) -> None:
             if out is not None:
@@ -163,7 +202,13 @@ def run_prune_study(
             finished[(metric, seed)] = result
             if on_run is not None:
                 on_run(result)
-            bar.update(task, advance=1)
+            job = (metric, seed)
+            if job in rows:
+                bar.update(rows[job], total=len(result.rounds), completed=len(result.rounds))
+            # a run that stopped before the estimate counts as whole
+            rest = unit - min(done_rounds.get(job, 0), unit) if per_run else 1
+            info = runs_done() if rows else f"{metric} seed {seed} finished; {runs_done()}"
+            bar.update(task, advance=rest, info=info)
 
         if lockstep and sum(1 for m, _ in todo if m != "oracle") > 1:
             run_dropnet_lockstep(

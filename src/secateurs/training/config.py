@@ -23,7 +23,7 @@ class TrainConfig:
     patience: int | None = 5
     restore_best: bool = False
     eval_batch_size: int = 2048
-    device: str = "cpu"
+    device: str = "auto"  # cuda when available, else cpu
 
     def __post_init__(self) -> None:
         self.validate()
