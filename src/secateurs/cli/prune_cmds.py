@@ -10,6 +10,7 @@ import typer
 from ..data import load_dataset
 from ..errors import ConfigError
 from ..experiments.prune_study import rebuild_round, run_prune_study
+from ..io import check_writable_dir
 from ..pruning import DropNetConfig, export_pruned, save_exported
 from ..pruning.surgery import is_single_file
 from .main import app
@@ -18,6 +19,7 @@ from .options import (
     Device,
     JsonOut,
     console,
+    err_console,
     out_dir,
     print_json,
     print_table,
@@ -106,6 +108,7 @@ def prune(
     )
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    check_writable_dir(out_dir(out), "--out")
     data = load_dataset(dataset, data_dir, seed=seed)
     study = run_prune_study(
         model,
@@ -118,6 +121,7 @@ def prune(
         split_seed=seed,
         progress=not json_out,
         lockstep=lockstep,
+        log=err_console.print,
     )
     if json_out:
         print_json({"out": str(out), "summary": study.summary()})
@@ -149,11 +153,17 @@ def export(
     """Export one recorded round as a physically smaller network (safetensors + JSON)."""
     if (round_ is None) == (remaining is None):
         raise ConfigError("give exactly one of --round K or --remaining F")
+    if remaining is not None and not 0.0 <= remaining <= 1.0:
+        raise ConfigError(f"--remaining {remaining:g}: expected a fraction in [0, 1]")
+    if round_ is not None and round_ < 0:
+        raise ConfigError(f"--round {round_}: expected a round number >= 0")
     if is_single_file(out):
         if out.is_dir():
             raise ConfigError(f"--out {out} is a directory; a .safetensors file was expected")
+        check_writable_dir(out.parent, "--out")
     else:
         out = out_dir(out)
+        check_writable_dir(out, "--out")
     masked, result, r = rebuild_round(run, metric, seed, round_, remaining)
     example = torch.zeros(1, *masked.input_shape)
     exported = export_pruned(masked, example)
