@@ -11,45 +11,19 @@ for SIGKILL when the parent dies), so killing a run, even by SIGKILL, leaves no 
 from __future__ import annotations
 
 import os
-import signal
-import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 
+from .._lifeline import die_with_parent
 from ..errors import ConfigError
 from .tasks import execute_group
 
 Done = Callable[[list[dict], list[dict]], None]  # (specs of a group, their payloads)
 
-WATCH_INTERVAL_S = 0.25
-
 
 def _worker(specs: list[dict], lockstep: bool) -> list[dict]:
     return execute_group(specs, lockstep)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: end this process as soon as ``parent`` is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    try:  # Linux: the kernel kills us when the parent thread dies (no polling delay)
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-    def watch() -> None:  # everywhere: the parent pid changes when the parent dies
-        while True:
-            if os.getppid() != parent:
-                os._exit(1)
-            time.sleep(WATCH_INTERVAL_S)
-
-    if os.getppid() != parent:  # died before we got here
-        os._exit(1)
-    threading.Thread(target=watch, name="secateurs-parent-watch", daemon=True).start()
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -74,7 +48,7 @@ def run_local(
     pool = ProcessPoolExecutor(
         max_workers=min(workers, len(groups)),
         mp_context=get_context("spawn"),
-        initializer=_die_with_parent,
+        initializer=die_with_parent,
         initargs=(os.getpid(),),
     )
     try:

@@ -221,7 +221,7 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
     rows, selections = [], {}
     # The pools are derived from the tasks: written afresh each time, so that a changed pool or
     # changed levels replace the old ones rather than clash with them.
-    shutil.rmtree(out / "pools", ignore_errors=True)
+    _clear_pools(out / "pools")
     for metric in dn["metrics"]:
         for level in dn["levels"]:
             group = [s for s in snaps if s.metric == metric and s.level == level]
@@ -266,6 +266,19 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
         "mixed": mixed,
         "rounds": runs,
     }
+
+
+def _clear_pools(folder: Path) -> None:
+    """Remove the pools a previous run wrote (folders holding ``labels.npy``), and folders left
+    empty; anything else a user put there stays."""
+    if not folder.is_dir():
+        return
+    for labels in sorted(folder.rglob("labels.npy")):
+        if labels.parent != folder and labels.parent.name != "test":
+            shutil.rmtree(labels.parent, ignore_errors=True)
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+        if not any(sub.iterdir()):
+            sub.rmdir()
 
 
 def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vote) -> dict:
