@@ -458,8 +458,8 @@ def load_exported(path: str | Path, *, model: nn.Module | None = None) -> nn.Mod
             model = build_model(
                 spec["name"], input_shape, arch["num_classes"], **dict(spec.get("options") or {})
             )
-        except ConfigError as exc:
-            raise DataError(f"{arch_path}: cannot build its model: {exc}") from exc
+        except ConfigError:
+            raise
         except Exception as exc:  # a builder's failure on the file's options
             raise DataError(
                 f"{arch_path}: cannot build its model {spec['name']!r} "
