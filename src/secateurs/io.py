@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,13 +19,17 @@ if TYPE_CHECKING:
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+# Temporary files get this suffix, so that a clean-up removes only ours, never a user's ``.x.tmp``.
+TMP_SUFFIX = ".secateurs-tmp"
+_TMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}" + re.escape(TMP_SUFFIX) + "$")
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes it 0600; results are ordinary files
     os.close(fd)
     tmp_path = Path(tmp)
@@ -35,6 +41,76 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is named like a temporary file of :func:`atomic_path`."""
+    return bool(_TMP_NAME.match(Path(path).name))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """Remove the temporary files that a process killed mid-write left in ``folder``; only
+    files named by :func:`atomic_path` (call it while holding the folder's lock)."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    pattern = f".*{TMP_SUFFIX}"
+    for p in folder.rglob(pattern) if recursive else folder.glob(pattern):
+        if p.is_file() and not p.is_symlink() and is_temporary(p):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def check_writable_dir(path: str | os.PathLike, what: str = "output") -> Path:
+    """Fail now, with one line, when folder ``path`` could not be created or written; creates
+    nothing (so a refused command leaves nothing behind)."""
+    from .errors import ConfigError
+
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} folder {path} exists and is not a folder")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{what} folder {path} cannot be created: {probe} is not a folder")
+    where = "" if probe == path else f" ({probe} is not writable)"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} folder {path} is not writable{where}")
+    try:  # access() says yes to root on read-only file systems: try it
+        fd, tmp = tempfile.mkstemp(prefix=".secateurs-probe.", suffix=TMP_SUFFIX, dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ConfigError(f"{what} folder {path} is not writable{where}: {e.strerror or e}") from None
+    return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and raw bytes (in name order): detects
+    flipped bytes that a file format's own header checks miss. ``"sha256:<hex>"``."""
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        head = json.dumps([name, str(t.dtype).removeprefix("torch."), list(t.shape)])
+        h.update(head.encode() + b"\0")
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + h.hexdigest()
 
 
 def _write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:

@@ -189,3 +189,36 @@ def test_mirror_override(monkeypatch):
     monkeypatch.setenv("SECATEURS_MIRROR", "http://local/{name}")
     assert mirror_urls("mnist", defaults) == ["http://local/mnist/"]
     assert mirror_urls("mnist", defaults, "http://arg/") == ["http://arg/"]
+
+
+@pytest.mark.parametrize("served", [0, 2])  # none of the files, or the first two only
+def test_a_failed_download_leaves_nothing_behind(tmp_path, http_server, monkeypatch, served,
+                                                  isolated_env):
+    folder, files = serve_mnist_mirror(tmp_path)
+    for f in files[served:]:
+        (folder / f.filename).unlink()
+    monkeypatch.setitem(NAMED, "mnist", dataclasses.replace(NAMED["mnist"], files=files))
+    url = http_server(folder)
+    target = tmp_path / "not" / "yet" / "there"
+    with pytest.raises(DataError, match="HTTP 404"):
+        load_dataset("mnist", target, mirror=url)
+    assert not (tmp_path / "not").exists()
+    with pytest.raises(DataError, match="HTTP 404"):  # into the download cache
+        load_dataset("mnist", mirror=url)
+    assert not isolated_env.exists() and not isolated_env.parent.exists()
+    monkeypatch.setenv("SECATEURS_DATA", str(tmp_path / "root"))
+    with pytest.raises(DataError, match="HTTP 404"):
+        load_dataset("mnist", mirror=url)
+    assert not (tmp_path / "root").exists()
+
+
+def test_a_failed_download_keeps_what_was_there(tmp_path, http_server, monkeypatch):
+    folder, files = serve_mnist_mirror(tmp_path)
+    (folder / files[1].filename).unlink()
+    monkeypatch.setitem(NAMED, "mnist", dataclasses.replace(NAMED["mnist"], files=files))
+    target = tmp_path / "data" / "mnist"
+    target.mkdir(parents=True)
+    (target / "README").write_text("mine")
+    with pytest.raises(DataError):
+        download_dataset("mnist", tmp_path / "data", mirror=http_server(folder))
+    assert sorted(p.name for p in target.iterdir()) == ["README"]

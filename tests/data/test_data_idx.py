@@ -187,3 +187,17 @@ def test_real_mnist_found_under_secateurs_data(mnist_test_dir, monkeypatch):
     monkeypatch.setenv("SECATEURS_DATA", str(mnist_test_dir.parent))  # holds mnist-test/
     d = load_dataset("mnist", download=False, seed=1)
     assert d.name == "mnist-t10k" and d.source == str(mnist_test_dir)
+
+
+def test_header_dimensions_whose_product_overflows_64_bits_are_refused():
+    import struct
+
+    from secateurs.data.idx import parse_idx
+
+    # 65536**4 = 2**64: wraps to 0 in int64, which made a 20-byte file look complete
+    data = bytes([0, 0, 8, 4]) + struct.pack(">IIII", 65536, 65536, 65536, 65536)
+    with pytest.raises(DataError, match=r"truncated: header says shape \(65536, 65536, 65536"):
+        parse_idx(data, "f")
+    data = bytes([0, 0, 0x0E, 2]) + struct.pack(">II", 2**32 - 1, 2**32 - 1)
+    with pytest.raises(DataError, match="truncated"):
+        parse_idx(data, "f")

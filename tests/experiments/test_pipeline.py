@@ -16,6 +16,7 @@ from secateurs.ensembles import load_predictions, select_team
 from secateurs.errors import ConfigError
 from secateurs.experiments import pareto_front, run_experiment, validate
 from secateurs.experiments.lock import run_lock
+from secateurs.io import TMP_SUFFIX
 
 
 def strip_timing(obj):
@@ -118,7 +119,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(first_run, tiny
     resumed = _cli(path)
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
-    assert not list(out.rglob("*.tmp")), "half-written temporary files left behind"
+    assert not list(out.rglob(f"*{TMP_SUFFIX}")), "half-written temporary files left behind"
     got = json.loads((out / "results.json").read_text())
     assert strip_timing(got) == strip_timing(json.loads(json.dumps(clean)))
 

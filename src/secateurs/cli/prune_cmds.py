@@ -18,6 +18,7 @@ from .options import (
     Reset,
     announce,
     console,
+    err_console,
     out_dir,
     print_json,
     print_table,
@@ -88,6 +89,7 @@ def prune(
 
     from ..data import load_dataset
     from ..experiments.prune_study import run_prune_study
+    from ..io import check_writable_dir
     from ..models import build_model
     from ..pruning import DropNetConfig
     from ..pruning.metrics import get_metric
@@ -123,6 +125,7 @@ def prune(
     metrics = list(dict.fromkeys(metric))
     for m in metrics:
         get_metric(m)  # a typo fails before the header
+    check_writable_dir(out_dir(out), "--out")
     data = load_dataset(dataset, data_dir, seed=seed)
     out = out_dir(out)
     with torch.random.fork_rng(devices=[]):  # a bad --model fails before the header
@@ -148,6 +151,7 @@ def prune(
         split_seed=seed,
         progress=True,
         lockstep=lockstep,
+        log=err_console.print,
     )
     if json_out:
         print_json({"out": str(out), "summary": study.summary()})
@@ -195,11 +199,17 @@ def export(
 
     if (round_ is None) == (remaining is None):
         raise ConfigError("give exactly one of --round K or --remaining F")
+    if remaining is not None and not 0.0 <= remaining <= 1.0:
+        raise ConfigError(f"--remaining {remaining:g}: expected a fraction in [0, 1]")
+    if round_ is not None and round_ < 0:
+        raise ConfigError(f"--round {round_}: expected a round number >= 0")
     if is_single_file(out):
         if out.is_dir():
             raise ConfigError(f"--out {out} is a directory; a .safetensors file was expected")
+        check_writable_dir(out.parent, "--out")
     else:
         out = out_dir(out)
+        check_writable_dir(out, "--out")
     masked, result, r = rebuild_round(run, metric, seed, round_, remaining)
     example = torch.zeros(1, *masked.input_shape)
     exported = export_pruned(masked, example)

@@ -7,6 +7,7 @@ the values big-endian, exactly prod(sizes) of them.
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import zlib
 from pathlib import Path
@@ -62,7 +63,8 @@ def parse_idx(data: bytes, where: str) -> np.ndarray:
     if ndim == 0 or len(data) < header:
         raise DataError(f"{where}: truncated IDX header ({len(data)} bytes, {ndim} dimensions)")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python integers: a product of sizes up to 2**32 - 1 each must not wrap around.
+    expected = header + math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "longer than its header says"
         raise DataError(

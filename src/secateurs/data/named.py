@@ -251,16 +251,36 @@ def download_dataset(
     if ds is None:
         raise DataError(f"no download known for dataset {name!r}; known: {', '.join(NAMED)}")
     target = download_target(ds, data_dir)
+    created = [p for p in (target, *target.parents) if not p.exists()]
+    before = {f.filename for f in ds.files if (target / f.filename).exists()}
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        _remove_created(created)
         raise DataError(f"cannot create download folder {target}: {e.strerror or e}") from e
-    paths = fetch(ds.name, list(ds.files), target, list(ds.mirrors), mirror)
-    if ds.archive_top:
-        folder = extract_tar(paths[0], ds.archive_top, target)
-        paths[0].unlink()  # the extracted folder is what is kept
-        return folder
+    try:
+        paths = fetch(ds.name, list(ds.files), target, list(ds.mirrors), mirror)
+        if ds.archive_top:
+            folder = extract_tar(paths[0], ds.archive_top, target)
+            paths[0].unlink()  # the extracted folder is what is kept
+            return folder
+    except BaseException:
+        # A failed download leaves nothing behind: not the files it fetched, not its folders.
+        for f in ds.files:
+            if f.filename not in before:
+                (target / f.filename).unlink(missing_ok=True)
+        _remove_created(created)
+        raise
     return target
+
+
+def _remove_created(created: list[Path]) -> None:
+    """Remove the folders a download made (deepest first), if they are still empty."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def load_named(

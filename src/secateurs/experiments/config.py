@@ -50,7 +50,13 @@ DEFAULTS: dict[str, Any] = {
         "mixed_max_size": 4,
         "compare": True,
     },
-    "executor": {"kind": "local", "workers": 1, "ray_address": None},
+    "executor": {
+        "kind": "local",
+        "workers": 1,
+        "ray_address": None,
+        "threads_per_task": 1,
+        "gpus_per_task": None,
+    },
     "report": {"html": False},
 }
 
@@ -70,7 +76,7 @@ def _merge(defaults: dict, given: dict, path: str) -> dict:
                 f"unknown config key {where!r}; allowed here: {', '.join(sorted(defaults))}"
             )
         if isinstance(defaults[key], dict) and key not in ("training",):
-            out[key] = _merge(defaults[key], value or {}, where)
+            out[key] = _merge(defaults[key], {} if value is None else value, where)
         elif key == "training":
             if not isinstance(value, dict):
                 raise _fail(where, value, "a mapping of training settings")
@@ -107,6 +113,42 @@ def _choices(path: str, values: Any, allowed: tuple | list, *, many: bool) -> No
             raise _fail(f"{path}[{i}]" if many else path, v, f"one of {', '.join(allowed)}")
     if many and len(set(items)) != len(items):
         raise _fail(path, values, "no repeated entries")
+
+
+def _file_safe(name: str) -> bool:
+    return (
+        bool(name.strip())
+        and name == name.strip()
+        and not name.startswith(".")
+        and not any(ch in name for ch in ("/", "\\", "\0"))
+    )
+
+
+def _check_model_names(cfg: dict) -> None:
+    """The pools' model names (``<name>-s<seed>``, and in the mixed pool ``...-p0`` and
+    ``...-<metric>-p<level>``) become file names: each must be one, and unique, before training
+    starts rather than when the first pool is written."""
+    from ..ensembles.pool import RESERVED_NAMES
+    from .pipeline import level_tag, member_names
+
+    names = member_names(cfg)
+    mixed = [f"{n}-p0" for n in names] + [
+        f"{n}-{metric}-{level_tag(level)}"
+        for n in names
+        for metric in cfg["dropnet"]["metrics"]
+        for level in cfg["dropnet"]["levels"]
+        if level > 0
+    ]
+    seen: set[str] = set()
+    for name in names + (mixed if cfg["ensemble"]["mixed_pool"] else []):
+        if name in seen or name in RESERVED_NAMES:
+            raise _fail(
+                "pool",
+                [m["name"] for m in cfg["pool"]],
+                f"member names whose pool model names are unique ({name!r} comes twice or is "
+                "reserved); rename a member",
+            )
+        seen.add(name)
 
 
 def validate(config: dict) -> dict:
@@ -157,7 +199,16 @@ def validate(config: dict) -> dict:
             raise _fail(
                 f"{where}.seeds", seeds, "no repeated seeds (they would train the same model)"
             )
-        name = entry.get("name") or parse_model_spec(model)[0]
+        name = entry.get("name")
+        if name is None:
+            name = parse_model_spec(model)[0]
+        if isinstance(name, bool) or not isinstance(name, (str, int)) or not _file_safe(str(name)):
+            raise _fail(
+                f"{where}.name",
+                name,
+                "a short name usable in file names (no '/', '\\', leading dot or surrounding "
+                "spaces)",
+            )
         members.append({"model": model, "seeds": list(seeds), "name": str(name)})
     cfg["pool"] = members
     runs = [(m["model"], s) for m in members for s in m["seeds"]]
@@ -210,6 +261,8 @@ def validate(config: dict) -> dict:
         if not isinstance(en[key], bool):
             raise _fail(f"ensemble.{key}", en[key], "true or false")
 
+    _check_model_names(cfg)
+
     ex = cfg["executor"]
     _choices("executor.kind", ex["kind"], EXECUTORS, many=False)
     _number("executor.workers", ex["workers"], 1, 1024, integer=True)
@@ -219,6 +272,9 @@ def validate(config: dict) -> dict:
             ex["ray_address"],
             "an address such as ray://host:10001, or null",
         )
+    _number("executor.threads_per_task", ex["threads_per_task"], 1, 1024, integer=True)
+    if ex["gpus_per_task"] is not None:
+        _number("executor.gpus_per_task", ex["gpus_per_task"], 0, 64)
     if not isinstance(cfg["report"]["html"], bool):
         raise _fail("report.html", cfg["report"]["html"], "true or false")
     return cfg
@@ -230,9 +286,20 @@ def load_config(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+            "save it as UTF-8"
+        ) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
+    if data is None:
+        data = {}
     return validate(data)
 
 

@@ -1,7 +1,11 @@
 """Where tasks run: ``local`` (in this process, or ``workers`` processes) or ``ray``.
 
 Tasks return their outputs to the driver, which alone writes files; so a Ray cluster needs no
-shared filesystem, and an interrupted run never leaves a half-written task behind.
+shared filesystem, and an interrupted run never leaves a half-written task behind. Every task sets
+its own torch thread count (``tasks.execute_group``), so results do not depend on the executor.
+
+Worker processes die with the driver: each watches its parent's pid (and, on Linux, asks the kernel
+for SIGKILL when the parent dies), so killing a run, even by SIGKILL, leaves no worker behind.
 """
 
 from __future__ import annotations
@@ -11,21 +15,26 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 
+from .._lifeline import die_with_parent
 from ..errors import ConfigError
 from .tasks import execute_group
 
 Done = Callable[[list[dict], list[dict]], None]  # (specs of a group, their payloads)
 
 
-def _threads_per_worker(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
-
-
-def _worker(specs: list[dict], lockstep: bool, threads: int) -> list[dict]:
-    import torch
-
-    torch.set_num_threads(threads)
+def _worker(specs: list[dict], lockstep: bool) -> list[dict]:
     return execute_group(specs, lockstep)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued work and kill running workers now (not after their current task)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        if p.is_alive():
+            p.kill()
+    for p in processes:
+        p.join(timeout=5)
 
 
 def run_local(
@@ -36,11 +45,38 @@ def run_local(
         for specs in groups:
             on_done(specs, execute_group(specs, lockstep))
         return
-    threads = _threads_per_worker(workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_worker, g, lockstep, threads): g for g in groups}
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(groups)),
+        mp_context=get_context("spawn"),
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
+    try:
+        futures = {pool.submit(_worker, g, lockstep): g for g in groups}
         for future in as_completed(futures):
             on_done(futures[future], future.result())
+    except BaseException:  # an error, Ctrl-C or SIGTERM turned into an exception: stop at once
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def gpus_per_task(specs: list[dict], requested: float | None, cluster_gpus: float) -> float:
+    """GPUs a Ray task asks for: ``requested`` when given; else one when its device is CUDA, or is
+    ``auto`` on a cluster that has GPUs (Ray hides every GPU from a task that asks for none)."""
+    if requested is not None:
+        return float(requested)
+    device = str(specs[0]["training"].get("device", "cpu"))
+    if device.startswith("cuda"):
+        if cluster_gpus <= 0:
+            raise ConfigError(
+                f"training.device is {device!r} but the Ray cluster has no GPUs; use device: auto "
+                "or cpu, or join a cluster with GPUs"
+            )
+        return 1.0
+    if device == "auto" and cluster_gpus > 0:
+        return 1.0
+    return 0.0
 
 
 def run_ray(
@@ -50,7 +86,9 @@ def run_ray(
     address: str | None = None,
     workers: int | None = None,
     lockstep: bool = True,
+    gpus: float | None = None,
 ) -> None:
+    """Each group a Ray task; ``gpus`` per task (default: see :func:`gpus_per_task`)."""
     try:
         import ray
     except ImportError:
@@ -63,11 +101,12 @@ def run_ray(
         ray.init(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **kwargs)
         started = True
     try:
+        cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
         remote = ray.remote(_worker)
-        threads = 1 if address else _threads_per_worker(workers or 1)
         pending = {}
         for g in groups:
-            pending[remote.remote(g, lockstep, threads)] = g
+            options = {"num_gpus": gpus_per_task(g, gpus, cluster_gpus)}
+            pending[remote.options(**options).remote(g, lockstep)] = g
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:

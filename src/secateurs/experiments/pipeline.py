@@ -10,6 +10,7 @@ it, and the cost-accuracy Pareto front; 6. results.json, CSV tables, report.md a
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ensembles import MANIFEST, ConsensusResult, PredictionPool, select_team, team_accuracy
-from ..io import write_json
+from ..io import check_writable_dir, remove_stale_temporaries, write_json
 from ..pruning.metrics import get_metric
 from ..reporting import write_csv
 from ..training.progress import progress_bar
@@ -26,7 +27,7 @@ from .comparison import compare_pool, consensus_of, flat_rows
 from .config import dump_config, validate
 from .executors import run_local, run_ray
 from .lock import run_lock
-from .tasks import is_done, read_task, task_specs, write_payload
+from .tasks import check_models, check_task, is_done, read_task, task_dir, task_specs, write_payload
 
 #: The manifest of a pool folder: ``{"models": [names in the pool's order]}``.
 POOL_MANIFEST = MANIFEST
@@ -90,12 +91,15 @@ def run_experiment(
     specs = task_specs(config)
     from .tasks import dataset_of
 
-    dataset_of(specs[0])  # a missing or bad dataset fails before anything is written
+    # Everything that can be checked fails here, before anything is written.
+    check_writable_dir(out, "output")
+    data = dataset_of(specs[0])
+    check_models(config, data)
     with run_lock(out):
-        for stale in out.rglob(".*.tmp"):  # left by a run killed mid-write; never a result
-            stale.unlink()
+        for folder in (out, out / "tasks", out / "pools"):  # left by a run killed mid-write
+            remove_stale_temporaries(folder, recursive=folder != out)
         dump_config(config, out / "config.yaml")
-        groups = _groups(config, specs, out)
+        groups = _groups(config, specs, out, log)
         todo = sum(len(g) for g in groups)
         log(f"{len(specs)} DropNet tasks, {len(specs) - todo} already done")
         _execute(config, out, groups, todo, progress)
@@ -108,16 +112,35 @@ def run_experiment(
     return results
 
 
-def _groups(config: dict, specs: list[dict], out: Path) -> list[list[dict]]:
+def _groups(
+    config: dict, specs: list[dict], out: Path, log: Callable[[str], None]
+) -> list[list[dict]]:
     """Tasks that run together: with lockstep, every run of one architecture (one group always
     holds the same runs, so that a resumed run computes exactly what an uninterrupted one did);
-    otherwise one task each. Groups whose tasks are all finished are left out."""
+    otherwise one task each. Groups whose tasks are all finished are left out; a task whose files
+    are damaged (truncated, missing) is removed, said so, and run again."""
+    names = member_names(config)
+    first = {}
+    i = 0
+    for m, member in enumerate(config["pool"]):
+        for seed in member["seeds"]:
+            first[(m, seed)] = names[i]
+            i += 1
+    done = set()
+    for spec in specs:
+        problem = check_task(out, spec["key"])
+        if problem is None:
+            done.add(spec["key"])
+        elif task_dir(out, spec["key"]).exists():
+            who = f"{first[(spec['member'], spec['seed'])]} {spec['metric']}"
+            log(f"task {spec['key']} ({who}): {problem}; running it again")
+            shutil.rmtree(task_dir(out, spec["key"]))
     by: dict[str, list[dict]] = {}
     for spec in specs:
         by.setdefault(spec["model"] if config["dropnet"]["lockstep"] else spec["key"], []).append(
             spec
         )
-    return [g for g in by.values() if not all(is_done(out, s["key"]) for s in g)]
+    return [g for g in by.values() if not all(s["key"] in done for s in g)]
 
 
 def _execute(config: dict, out: Path, groups: list[list[dict]], todo: int, progress: bool) -> None:
@@ -141,6 +164,7 @@ def _execute(config: dict, out: Path, groups: list[list[dict]], todo: int, progr
                 address=ex["ray_address"],
                 workers=ex["workers"],
                 lockstep=lockstep,
+                gpus=ex["gpus_per_task"],
             )
         else:
             run_local(groups, done, workers=ex["workers"], lockstep=lockstep)
@@ -242,6 +266,9 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
         seed=config["seed"],
     )
     rows, selections, pools, compared = [], {}, {}, []
+    # The pools are derived from the tasks: written afresh each time, so that a changed pool or
+    # changed levels replace the old ones rather than clash with them.
+    _clear_pools(out / "pools")
     for metric in dn["metrics"]:
         for level in dn["levels"]:
             group = [s for s in snaps if s.metric == metric and s.level == level]
@@ -321,6 +348,19 @@ def _best_single(res):
     if isinstance(res, ConsensusResult):
         return next(iter(res.per_metric.values())).best_single
     return res.best_single
+
+
+def _clear_pools(folder: Path) -> None:
+    """Remove the pools a previous run wrote (folders holding ``labels.npy``), and folders left
+    empty; anything else a user put there stays."""
+    if not folder.is_dir():
+        return
+    for labels in sorted(folder.rglob("labels.npy")):
+        if labels.parent != folder and labels.parent.name != "test":
+            shutil.rmtree(labels.parent, ignore_errors=True)
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+        if not any(sub.iterdir()):
+            sub.rmdir()
 
 
 def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vote) -> dict:

@@ -3,18 +3,21 @@ CSV/JSON tables, the accuracy-vs-remaining figure, and (with the oracle) mask si
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..data.splits import DatasetSplits
-from ..io import read_json, write_json
+from ..io import check_writable_dir, read_json, remove_stale_temporaries, write_json
 from ..pruning.dropnet import DropNet, DropNetConfig, DropNetResult
 from ..pruning.lockstep import run_dropnet_lockstep
 from ..pruning.metrics import get_metric
-from ..pruning.record import load_run, save_run
+from ..pruning.record import check_run, load_run, save_run
 from ..reporting import curves_by_round, plot_accuracy_vs_remaining, write_csv
 from ..training.progress import LogProgress, progress_bar
+from .lock import run_lock
 
 SCALAR_KEYS = (
     "round",
@@ -122,17 +125,22 @@ def run_prune_study(
     on_run: Callable[[DropNetResult], None] | None = None,
     lockstep: bool = True,
     split_seed: int | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> StudyResult:
     """Run every (metric, seed); with ``out``, write each run as it finishes and skip runs that a
     previous invocation already completed (same folder, same settings and data split; give the
-    seed that split ``data`` as ``split_seed``). With ``lockstep`` and several runs to do, they
-    train together as one batched model (docs/lockstep.md)."""
+    seed that split ``data`` as ``split_seed``); a damaged run (truncated or missing file) is run
+    again, and ``log`` says so. One process at a time per ``out`` (a lock). With ``lockstep`` and
+    several runs to do, they train together as one batched model (docs/lockstep.md)."""
     import torch
 
     from ..models import build_model
     from ..training import resolve_device
 
     config = config or DropNetConfig()
+    log = log or (lambda _msg: None)
+    if out is not None:
+        check_writable_dir(out, "output")
     for metric in metrics:
         get_metric(metric)  # typos fail before anything is written
     resolve_device(config.train.device)
@@ -151,9 +159,19 @@ def run_prune_study(
         "split_seed": split_seed,
         "data_source": getattr(data, "source", None),
     }
-    if out is not None:
-        _check_same_study(out, header)
-        write_json(out / "study.json", header)
+    with run_lock(out) if out is not None else contextlib.nullcontext():
+        if out is not None:
+            remove_stale_temporaries(out)
+            _check_same_study(out, header, log)
+            write_json(out / "study.json", header)
+        return _run_jobs(
+            model, data, metrics, seeds, config, out, study, progress, on_run, lockstep, log
+        )
+
+
+def _run_jobs(
+    model, data, metrics, seeds, config, out, study, progress, on_run, lockstep, log
+) -> StudyResult:
     jobs = [(m, s) for m in metrics for s in seeds]
     finished: dict[tuple[str, int], DropNetResult] = {}
     per_run = expected_rounds(config)  # rounds of one run (round 0 included), or None
@@ -168,11 +186,15 @@ def run_prune_study(
         todo = []
         for metric, seed in jobs:
             folder = run_dir(out, metric, seed) if out is not None else None
-            if folder is not None and (folder / "run.json").is_file():
+            problem = check_run(folder) if folder is not None else "not run"
+            if problem is None:
                 finished[(metric, seed)] = load_run(folder, weights=False)
                 bar.update(task, advance=unit)
-            else:
-                todo.append((metric, seed))
+                continue
+            if folder is not None and folder.exists():
+                log(f"run {metric} seed {seed} in {folder}: {problem}; running it again")
+                shutil.rmtree(folder)
+            todo.append((metric, seed))
         if not isinstance(bar, LogProgress) and len(todo) > 1:
             for job in todo:
                 rows[job] = bar.add_task(f"  {job[0]} seed {job[1]}", total=per_run, info="")
@@ -228,12 +250,24 @@ def run_prune_study(
     return study
 
 
-def _check_same_study(out: Path, header: dict) -> None:
+def _check_same_study(out: Path, header: dict, log: Callable[[str], None]) -> None:
+    """Refuse a folder holding a study with other settings. With a damaged ``study.json`` nothing
+    says which data the runs were trained on: they are run again (and it is rewritten)."""
     from ..errors import ConfigError
 
     path = out / "study.json"
-    if path.is_file():
-        old = read_json(path)
+    if path.exists():
+        try:
+            old = read_json(path)
+            if not isinstance(old, dict):
+                raise ValueError("not a mapping")
+        except (OSError, ValueError) as e:
+            log(
+                f"{path} is unreadable ({type(e).__name__}): its runs' settings are unknown; "
+                "running them again"
+            )
+            shutil.rmtree(out / "runs", ignore_errors=True)
+            return
         keys = ("model", "dataset", "config", "split_seed", "data_source")
         if {k: old.get(k) for k in keys} != {k: header[k] for k in keys}:
             raise ConfigError(
@@ -278,8 +312,14 @@ def load_study(out: str | Path) -> tuple[dict, StudyResult]:
     out = Path(out)
     if not (out / "study.json").is_file():
         raise DataError(f"{out} is not a DropNet study folder (no study.json)")
-    header = read_json(out / "study.json")
-    study = StudyResult(out, header["model"], header["dataset"])
+    try:
+        header = read_json(out / "study.json")
+        study = StudyResult(out, header["model"], header["dataset"])
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise DataError(
+            f"{out / 'study.json'} is damaged ({type(e).__name__}); rerun `secateurs prune` with "
+            "the same options to repair the folder"
+        ) from None
     for metric in header["metrics"]:
         for seed in header["seeds"]:
             folder = run_dir(out, metric, seed)
@@ -305,6 +345,10 @@ def rebuild_round(
     from ..models import build_model
     from ..pruning.masks import MaskedNetwork
 
+    if remaining is not None and not 0.0 <= remaining <= 1.0:
+        raise ConfigError(f"remaining {remaining!r}: expected a fraction in [0, 1]")
+    if round_ is not None and (isinstance(round_, bool) or round_ < 0):
+        raise ConfigError(f"round {round_!r}: expected a round number >= 0")
     header, _ = load_study(out)
     metric = _only(header["metrics"], metric, "--metric")
     seed = _only(header["seeds"], seed, "--seed")

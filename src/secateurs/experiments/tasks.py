@@ -14,13 +14,14 @@ import numpy as np
 import torch
 
 from ..data import DatasetSplits, load_dataset
-from ..io import atomic_path, read_json, save_tensors, write_json
+from ..io import atomic_path, file_sha256, read_json, save_tensors, write_json
 from ..models import build_model
 from ..pruning.dropnet import DropNetConfig, DropNetResult, run_dropnet
 from ..pruning.masks import MaskedNetwork
 from ..training import TrainConfig, predict_proba
 
 TASK_FORMAT = 1
+DEFAULT_THREADS = 1  # torch threads per task, unless executor.threads_per_task says otherwise
 
 
 def task_specs(config: dict) -> list[dict]:
@@ -47,6 +48,9 @@ def task_specs(config: dict) -> list[dict]:
                 }
                 if dn["coupled"] != "separate":  # only then, so that existing keys stay valid
                     spec["coupled"] = dn["coupled"]
+                threads = config["executor"].get("threads_per_task", DEFAULT_THREADS)
+                if threads != DEFAULT_THREADS:  # float sums depend on it: part of the identity
+                    spec["threads"] = threads
                 spec["key"] = task_key(spec)
                 spec["member"] = index
                 specs.append(spec)
@@ -84,6 +88,24 @@ def _dataset(dataset_json: str, split_seed: int) -> DatasetSplits:
 
 def dataset_of(spec: dict) -> DatasetSplits:
     return _dataset(json.dumps(spec["dataset"], sort_keys=True), spec["split_seed"])
+
+
+def check_models(config: dict, data: DatasetSplits) -> None:
+    """Build every member's model on the data's shape once, so that a bad model option fails in
+    one line before any task runs (not in the middle of the run)."""
+    from ..errors import ConfigError
+
+    for i, member in enumerate(config["pool"]):
+        try:
+            with torch.random.fork_rng(devices=[]):
+                build_model(member["model"], data.input_shape, data.num_classes)
+        except ConfigError as e:
+            raise ConfigError(f"config key 'pool[{i}].model' ({member['model']!r}): {e}") from None
+        except Exception as e:  # a builder's own failure on these options
+            raise ConfigError(
+                f"config key 'pool[{i}].model': {member['model']!r} cannot be built for inputs "
+                f"{tuple(data.input_shape)} ({type(e).__name__}: {e})"
+            ) from None
 
 
 def dropnet_config(spec: dict) -> DropNetConfig:
@@ -147,8 +169,23 @@ def payload_of(spec: dict, data: DatasetSplits, result: DropNetResult) -> dict[s
     }
 
 
+def task_threads(spec: dict) -> int:
+    return int(spec.get("threads", DEFAULT_THREADS))
+
+
 def execute_group(specs: list[dict], lockstep: bool = True) -> list[dict[str, Any]]:
-    """Run a group of tasks of one architecture (in lockstep when available and worthwhile)."""
+    """Run a group of tasks of one architecture (in lockstep when available and worthwhile), with
+    the tasks' own torch thread count: float reductions split over another number of threads sum
+    in another order, so results would otherwise depend on the executor and worker count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(task_threads(specs[0]))
+    try:
+        return _execute_group(specs, lockstep)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _execute_group(specs: list[dict], lockstep: bool) -> list[dict[str, Any]]:
     data = dataset_of(specs[0])
     results = None
     if lockstep and len(specs) > 1:
@@ -174,19 +211,59 @@ def task_dir(out: Path, key: str) -> Path:
 
 
 def is_done(out: Path, key: str) -> bool:
-    return (task_dir(out, key) / "task.json").is_file()
+    """Whether the task's folder holds a complete, intact result (see :func:`check_task`)."""
+    return check_task(out, key) is None
+
+
+def check_task(out: Path, key: str) -> str | None:
+    """None when task ``key`` is finished and every file it lists is intact; else what is wrong
+    ("not run" when it never finished). ``task.json`` lists each file's size and SHA-256, so a
+    truncated or altered file is found before anything reads it."""
+    folder = task_dir(out, key)
+    path = folder / "task.json"
+    if not path.exists():
+        return "not run"
+    try:
+        meta = read_json(path)
+    except (OSError, ValueError) as e:
+        return f"task.json is unreadable ({type(e).__name__})"
+    if not isinstance(meta, dict) or meta.get("key") != key or not isinstance(
+        meta.get("snapshots"), list
+    ):
+        return "task.json is not this task's record"
+    files = meta.get("files")
+    if not isinstance(files, dict):
+        return "task.json lists no file checksums (written by an older version)"
+    expected = {"val_probs.npy", "test_probs.npy"} | {
+        f"round-{int(s['round']):03d}.safetensors" for s in meta["snapshots"]
+    }
+    if not expected <= set(files):
+        return "task.json does not list all its files"
+    for name, info in sorted(files.items()):
+        p = folder / name
+        if not p.is_file():
+            return f"{name} is missing"
+        if p.stat().st_size != info.get("bytes") or file_sha256(p) != info.get("sha256"):
+            return f"{name} is truncated or altered (size or checksum differs)"
+    return None
 
 
 def write_payload(out: Path, spec: dict, payload: dict) -> None:
-    """Write one finished task; ``task.json`` goes last and marks it complete."""
+    """Write one finished task; ``task.json`` goes last, with each file's size and checksum, and
+    marks it complete."""
     folder = task_dir(out, spec["key"])
+    (folder / "task.json").unlink(missing_ok=True)  # the old record is invalid from here on
+    names = []
     for name in ("val_probs", "test_probs"):
         with atomic_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, payload[name], allow_pickle=False)
+        names.append(f"{name}.npy")
     for r, state in payload["weights"].items():
         save_tensors(folder / f"round-{int(r):03d}.safetensors", state)
+        names.append(f"round-{int(r):03d}.safetensors")
+    files = {n: {"bytes": (folder / n).stat().st_size, "sha256": file_sha256(folder / n)} for n in names}
     meta = {k: payload[k] for k in ("key", "rounds", "dropped", "snapshots")}
-    write_json(folder / "task.json", {"spec": spec, **meta})
+    write_json(folder / "task.json", {"spec": spec, **meta, "files": files})
 
 
 def read_task(out: Path, key: str) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 from ..errors import ConfigError
@@ -34,3 +36,21 @@ def widths_option(value, default: tuple[int, ...], name: str) -> tuple[int, ...]
     if not widths or min(widths) < 1:
         raise ConfigError(f"{name}: widths must be positive integers such as 40-40, got {value!r}")
     return widths
+
+
+def positive_int_option(value, model: str, option: str) -> int:
+    """An integer option that must be at least 1 (a width): refuse 0, -1, 2.5, nan, "x"."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    if not ok and isinstance(value, float) and value.is_integer() and value >= 1:
+        value, ok = int(value), True
+    if not ok:
+        raise ConfigError(f"{model}: option {option} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def positive_float_option(value, model: str, option: str) -> float:
+    """A finite number > 0 (a scale factor)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{model}: option {option} must be a finite number > 0, got {value!r}")
+    return float(value)

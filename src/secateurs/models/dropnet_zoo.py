@@ -6,7 +6,7 @@ import math
 
 from torch import nn
 
-from ._blocks import as_image_shape, pool_or_identity, widths_option
+from ._blocks import as_image_shape, pool_or_identity, positive_int_option, widths_option
 from .registry import register_model
 
 
@@ -83,4 +83,4 @@ def model_b(input_shape, num_classes, widths=(64, 64)) -> nn.Module:
 )
 def model_c(input_shape, num_classes, widths=(64, 64, 128, 128), hidden=256) -> nn.Module:
     widths = widths_option(widths, (64, 64, 128, 128), "model-c")
-    return ConvNet(input_shape, num_classes, widths, int(hidden))
+    return ConvNet(input_shape, num_classes, widths, positive_int_option(hidden, "model-c", "hidden"))

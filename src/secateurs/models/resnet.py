@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._blocks import as_image_shape, pool_or_identity
+from ._blocks import as_image_shape, pool_or_identity, positive_int_option
 from .registry import register_model
 
 
@@ -83,7 +83,8 @@ class ResNet18(nn.Module):
     width="channels of the first stage (64)",
 )
 def resnet18_dropnet(input_shape, num_classes, width=64) -> nn.Module:
-    return ResNet18(input_shape, num_classes, int(width), dropnet_variant=True)
+    width = positive_int_option(width, "resnet18-dropnet", "width")
+    return ResNet18(input_shape, num_classes, width, dropnet_variant=True)
 
 
 @register_model(
@@ -92,4 +93,5 @@ def resnet18_dropnet(input_shape, num_classes, width=64) -> nn.Module:
     width="channels of the first stage (64)",
 )
 def resnet18(input_shape, num_classes, width=64) -> nn.Module:
-    return ResNet18(input_shape, num_classes, int(width), dropnet_variant=False)
+    width = positive_int_option(width, "resnet18", "width")
+    return ResNet18(input_shape, num_classes, width, dropnet_variant=False)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._blocks import as_image_shape, pool_or_identity
+from ..errors import ConfigError
+from ._blocks import as_image_shape, pool_or_identity, positive_float_option, positive_int_option
 from .registry import register_model
 
 # Standard configurations, as blocks of conv widths.
@@ -59,7 +60,15 @@ def _register(name: str) -> None:
         hidden="width of the FC layer (256)",
     )
     def build(input_shape, num_classes, scale=1.0, hidden=256) -> nn.Module:
-        return VGG(input_shape, num_classes, VGG_BLOCKS[name], float(scale), int(hidden))
+        scale = positive_float_option(scale, name, "scale")
+        narrowest = min(w for block in VGG_BLOCKS[name] for w in block)
+        if round(narrowest * scale) < 1:
+            raise ConfigError(
+                f"{name}: option scale={scale:g} makes its {narrowest}-channel convs "
+                f"{narrowest * scale:.2g} channels wide; use scale > {0.5 / narrowest:.3g}"
+            )
+        hidden = positive_int_option(hidden, name, "hidden")
+        return VGG(input_shape, num_classes, VGG_BLOCKS[name], scale, hidden)
 
 
 for _name in VGG_BLOCKS:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from ..io import load_tensors, read_json, save_tensors, write_json
+from ..io import load_tensors, read_json, save_tensors, tensor_digest, write_json
 from .counting import measure
 from .masks import MASKS_ATTR, MaskedNetwork, _mask_key, is_zero_preserving
 
@@ -359,6 +360,7 @@ def export_architecture(result: ExportResult, *, spec: Mapping | None = None) ->
         "params_before": result.params_before,
         "macs_before": result.macs_before,
         "secateurs_version": _version(),
+        "tensor_digest": tensor_digest(state),  # verified on load: flipped bytes are refused
     }
 
 
@@ -405,10 +407,45 @@ def _int_list(value, what: str) -> list[int]:
     return value
 
 
+def _check_architecture(arch, where: Path) -> None:
+    """Every field ``load_exported`` reads, with its type and range: a malformed file fails in one
+    line naming the field, not with a traceback from deep inside the rebuild."""
+    if not isinstance(arch, dict) or arch.get("format") != FORMAT:
+        raise DataError(f"{where} is not a secateurs export (format {FORMAT!r} expected)")
+    shape = _int_list(arch.get("input_shape"), f"{where}: input_shape")
+    if len(shape) not in (1, 3) or any(isinstance(v, bool) or v < 1 for v in shape) or (
+        math.prod(shape) > 1 << 26
+    ):
+        raise DataError(
+            f"{where}: input_shape must be (features,) or (C, H, W) of positive sizes, got {shape}"
+        )
+    layers = arch.get("prunable_layers")
+    if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
+        raise DataError(f"{where}: prunable_layers must be a list of layer names")
+    for key in ("removed", "zeroed"):
+        if not isinstance(arch.get(key), dict) or set(arch[key]) != set(layers):
+            raise DataError(f"{where}: {key!r} must map each prunable layer to unit indices")
+        for layer in layers:
+            _int_list(arch[key][layer], f"{where}: {key}[{layer!r}]")
+    spec = arch.get("model")
+    if spec is not None:
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise DataError(f"{where}: model must be {{'name': str, 'options': {{...}}}}, got {spec!r}")
+        if not isinstance(spec.get("options") or {}, dict):
+            raise DataError(f"{where}: model options must be a mapping, got {spec['options']!r}")
+        num_classes = arch.get("num_classes")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise DataError(f"{where}: num_classes must be an integer >= 2, got {num_classes!r}")
+    digest = arch.get("tensor_digest")
+    if digest is not None and not (isinstance(digest, str) and digest.startswith("sha256:")):
+        raise DataError(f"{where}: tensor_digest must be 'sha256:<hex>', got {digest!r}")
+
+
 def load_exported(path: str | Path, *, model: nn.Module | None = None) -> nn.Module:
     """Rebuild a saved export (a ``*.safetensors`` file or a directory) without pickle: build the
     model (from the saved spec, or the freshly constructed ``model`` for custom modules), replay
-    the same surgery, load the weights strictly. Returns the module in eval mode."""
+    the same surgery, check the weights against the saved digest and load them strictly. Returns
+    the module in eval mode."""
     arch, arch_path, weights_path = _read_architecture(Path(path))
 
     def tensors() -> dict[str, torch.Tensor]:
@@ -433,35 +470,37 @@ def rebuild_exported(
     model is built, the surgery replayed and the weights loaded strictly. ``where`` /
     ``weights_where`` name the sources in error messages."""
     arch_path, weights_path = where, weights_where or where
-    if not isinstance(arch, dict) or arch.get("format") != FORMAT:
-        raise DataError(f"{arch_path} is not a secateurs export (format {FORMAT!r} expected)")
-    input_shape = tuple(_int_list(arch.get("input_shape"), "input_shape"))
-    layers = arch.get("prunable_layers")
-    if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
-        raise DataError(f"{arch_path}: prunable_layers must be a list of layer names")
-    for key in ("removed", "zeroed"):
-        if not isinstance(arch.get(key), dict) or set(arch[key]) != set(layers):
-            raise DataError(f"{arch_path}: {key!r} must map each prunable layer to unit indices")
+    _check_architecture(arch, arch_path)
+    input_shape = tuple(arch["input_shape"])
+    layers = arch["prunable_layers"]
     if model is None:
         spec = arch.get("model")
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        if spec is None:
             raise ConfigError(
                 f"{arch_path} holds a custom model (no registry spec); pass model= built "
                 "exactly as before pruning"
             )
         from ..models import build_model
 
-        num_classes = arch.get("num_classes")
-        if not isinstance(num_classes, int):
-            raise DataError(f"{arch_path}: num_classes must be an integer, got {num_classes!r}")
-        model = build_model(spec["name"], input_shape, num_classes, **dict(spec.get("options") or {}))
+        try:
+            model = build_model(
+                spec["name"], input_shape, arch["num_classes"], **dict(spec.get("options") or {})
+            )
+        except ConfigError:
+            raise
+        except Exception as exc:  # a builder's failure on the file's options
+            raise DataError(
+                f"{arch_path}: cannot build its model {spec['name']!r} "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
     example = torch.zeros((1, *input_shape))
-    masked = MaskedNetwork(model, example, layers)
+    try:
+        masked = MaskedNetwork(model, example, layers)
+    except (ConfigError, KeyError, AttributeError, RuntimeError) as exc:
+        raise DataError(f"{arch_path}: its prunable_layers do not fit the model: {exc}") from exc
     masks = {}
     for layer in layers:
-        dead = _int_list(arch["removed"][layer], f"removed[{layer!r}]") + _int_list(
-            arch["zeroed"][layer], f"zeroed[{layer!r}]"
-        )
+        dead = arch["removed"][layer] + arch["zeroed"][layer]
         width = masked.widths[layer]
         if any(not 0 <= i < width for i in dead):
             raise DataError(f"{arch_path}: unit index out of range 0..{width - 1} for {layer!r}")
@@ -477,8 +516,15 @@ def rebuild_exported(
             f"{arch_path}: the removed/zeroed units do not match what the surgery gives for this "
             "model (file edited, or a different model?)"
         )
+    loaded = dict(tensors())
+    digest = arch.get("tensor_digest")
+    if digest is not None and tensor_digest(loaded) != digest:
+        raise DataError(
+            f"{weights_path}: the weights do not match the checksum saved with them (the file is "
+            "corrupt or was altered); export it again"
+        )
     try:
-        result.module.load_state_dict(dict(tensors()), strict=True)
+        result.module.load_state_dict(loaded, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         raise DataError(
