@@ -173,13 +173,15 @@ def plot_accuracy_panels(
         ax.legend(fontsize=7)
     if xs:
         _log_axis(axes.flat[0], "x", xs, invert=True)
-    for ax in axes[-1]:
-        ax.set_xlabel("units remaining (%, log scale)", fontsize=8)
+    flat = list(axes.flat)
+    for i, ax in enumerate(flat[:n]):
+        if i + cols >= n:  # lowest panel of its column: its x axis is labelled
+            ax.xaxis.set_tick_params(labelbottom=True)
+            ax.set_xlabel("units remaining (%, log scale)", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel(_y_label(y), fontsize=8)
-    for ax in list(axes.flat)[n:]:
+    for ax in flat[n:]:
         ax.axis("off")
-        ax.xaxis.set_tick_params(labelbottom=True)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -332,8 +332,10 @@ _MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".j
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:78em;margin:1em auto;padding:0 1em;"
     "line-height:1.45;color:#222}"
-    "table{border-collapse:collapse;margin:0.5em 0;font-size:0.9em}"
-    "td,th{border:1px solid #bbb;padding:2px 6px;text-align:left}th{background:#f0f0f0}"
+    # wide tables scroll sideways instead of wrapping numbers such as "+0.28 [-0.56, +1.11]"
+    "table{border-collapse:collapse;margin:0.5em 0;font-size:0.9em;display:block;overflow-x:auto}"
+    "td,th{border:1px solid #bbb;padding:2px 6px;text-align:left}td{white-space:nowrap}"
+    "th{background:#f0f0f0}"
     "tr:nth-child(even) td{background:#fafafa}"
     "code{background:#f3f3f3;padding:0 3px;border-radius:3px}"
     "img{max-width:100%;display:block;margin:0.5em 0}"
