@@ -116,7 +116,9 @@ def test_pipeline_figures(report_run, captured, tmp_path):
     assert {"whole pool", "best single model", "team (GD)", "team (KW)"} <= legend
     pool_line = tops[0].get_lines()[0]
     pool_rows = [r for r in results["table"] if r["metric"] == "minimum"][::2]
-    assert list(pool_line.get_ydata()) == pytest.approx([100 * r["pool_test_acc"] for r in pool_rows])
+    assert list(pool_line.get_ydata()) == pytest.approx(
+        [100 * r["pool_test_acc"] for r in pool_rows]
+    )
     # accuracy against parameters and MACs, log x with plain labels
     cost = captured["accuracy_vs_cost"]
     cost.canvas.draw()

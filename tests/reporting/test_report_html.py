@@ -129,11 +129,15 @@ def test_html_report_in_headless_chromium(report_run, tmp_path):
 
     _, _, out = report_run
     # 1. every image decodes in the browser: a copy of the page that records what it loaded
-    probe = (out / "report.html").read_text().replace(
-        "</body>",
-        "<script>window.addEventListener('load', () => {document.body.dataset.probe = "
-        "JSON.stringify({tables: document.querySelectorAll('table').length, images: "
-        "[...document.images].map(i => [i.complete, i.naturalWidth])});});</script></body>",
+    probe = (
+        (out / "report.html")
+        .read_text()
+        .replace(
+            "</body>",
+            "<script>window.addEventListener('load', () => {document.body.dataset.probe = "
+            "JSON.stringify({tables: document.querySelectorAll('table').length, images: "
+            "[...document.images].map(i => [i.complete, i.naturalWidth])});});</script></body>",
+        )
     )
     (tmp_path / "probe.html").write_text(probe)
     dom = _chromium("--virtual-time-budget=10000", "--dump-dom", (tmp_path / "probe.html").as_uri())
@@ -145,7 +149,9 @@ def test_html_report_in_headless_chromium(report_run, tmp_path):
     assert all(complete and width > 300 for complete, width in probe["images"])
     # 2. the page itself draws: a screenshot with content, not a blank page
     shot = tmp_path / "shot.png"
-    run = _chromium(f"--screenshot={shot}", "--window-size=1200,2000", (out / "report.html").as_uri())
+    run = _chromium(
+        f"--screenshot={shot}", "--window-size=1200,2000", (out / "report.html").as_uri()
+    )
     assert shot.is_file(), run.stderr[-2000:]
     image = Image.open(shot).convert("L")
     assert image.size == (1200, 2000)

@@ -56,9 +56,7 @@ def test_one_value_has_no_interval():
 def test_t_interval_covers_the_mean_95_percent_of_the_time_with_three_seeds():
     rng = np.random.default_rng(0)
     draws = rng.normal(0.5, 0.05, size=(3000, 3))
-    covered = sum(
-        (iv := mean_interval(row, bounds=None)).low <= 0.5 <= iv.high for row in draws
-    )
+    covered = sum((iv := mean_interval(row, bounds=None)).low <= 0.5 <= iv.high for row in draws)
     normal_band = np.abs(draws.mean(1) - 0.5) <= 1.96 * draws.std(1, ddof=1) / math.sqrt(3)
     assert covered / len(draws) == pytest.approx(0.95, abs=0.015)
     assert normal_band.mean() < 0.85  # the old band covers far less than it claims

@@ -218,23 +218,43 @@ def plot_seed_tables(rows: list[dict], path: str | Path) -> Path:
             label="best single model",
         )
         for k, focal in enumerate(focals):
-            sel = [r for r in mine if r["focal_metric"] == focal and r.get("team_test_acc") is not None]
+            sel = [
+                r for r in mine if r["focal_metric"] == focal and r.get("team_test_acc") is not None
+            ]
             # focal metrics often pick the same team: shift each a little so that all show
             dx = (k - (len(focals) - 1) / 2) * 0.015 * span
             fx = [100 * r["level"] + dx for r in sel]
             color = f"C{k}"
             top.plot(
-                fx, [_pct(r["team_test_acc"]) for r in sel], "o-", color=color, ms=4,
+                fx,
+                [_pct(r["team_test_acc"]) for r in sel],
+                "o-",
+                color=color,
+                ms=4,
                 label=f"team ({focal.upper()})",
             )
             diff = [_pct(r["difference"]) for r in sel]
             has_ci = [r.get("difference_low") is not None for r in sel]
             err = [
-                [d - _pct(r["difference_low"]) if ok else 0 for d, r, ok in zip(diff, sel, has_ci, strict=True)],
-                [_pct(r["difference_high"]) - d if ok else 0 for d, r, ok in zip(diff, sel, has_ci, strict=True)],
+                [
+                    d - _pct(r["difference_low"]) if ok else 0
+                    for d, r, ok in zip(diff, sel, has_ci, strict=True)
+                ],
+                [
+                    _pct(r["difference_high"]) - d if ok else 0
+                    for d, r, ok in zip(diff, sel, has_ci, strict=True)
+                ],
             ]
-            bottom.errorbar(fx, diff, yerr=err, fmt="o", color=color, ms=4, capsize=3,
-                            label=f"team ({focal.upper()}) - pool")
+            bottom.errorbar(
+                fx,
+                diff,
+                yerr=err,
+                fmt="o",
+                color=color,
+                ms=4,
+                capsize=3,
+                label=f"team ({focal.upper()}) - pool",
+            )
         bottom.axhline(0, color="k", linewidth=0.8)
         top.set_title(metric, fontsize=10)
         for ax in (top, bottom):
@@ -262,17 +282,32 @@ def plot_accuracy_vs_cost(
         for k, label in enumerate(labels):
             mine = [s for s in singles if s["label"] == label]
             ax.scatter(
-                [s[cost] for s in mine], [_pct(s["test_acc"]) for s in mine],
-                s=10, alpha=0.6, color=f"C{k % 10}", label=label,
+                [s[cost] for s in mine],
+                [_pct(s["test_acc"]) for s in mine],
+                s=10,
+                alpha=0.6,
+                color=f"C{k % 10}",
+                label=label,
             )
         ax.scatter(
-            [t[cost] for t in teams], [_pct(t["test_acc"]) for t in teams],
-            marker="*", s=90, color="C3", edgecolor="k", linewidth=0.5, label="recommended teams",
+            [t[cost] for t in teams],
+            [_pct(t["test_acc"]) for t in teams],
+            marker="*",
+            s=90,
+            color="C3",
+            edgecolor="k",
+            linewidth=0.5,
+            label="recommended teams",
             zorder=3,
         )
         ax.scatter(
-            [p[cost] for p in pools], [_pct(p["test_acc"]) for p in pools],
-            marker="s", s=40, color="k", label="whole pools", zorder=3,
+            [p[cost] for p in pools],
+            [_pct(p["test_acc"]) for p in pools],
+            marker="s",
+            s=40,
+            color="k",
+            label="whole pools",
+            zorder=3,
         )
         _log_axis(ax, "x", [x[cost] for x in singles + teams + pools])
         ax.set_xlabel(("parameters" if cost == "params" else "MACs per sample") + " (log scale)")
@@ -332,15 +367,25 @@ def plot_pareto(
     xs = [100 * p["mac_fraction"] for p in points + front]
     if whole_pool is not None:
         ax.scatter(
-            [100 * whole_pool["mac_fraction"]], [100 * whole_pool["test_acc"]],
-            marker="s", s=60, color="k", zorder=3,
+            [100 * whole_pool["mac_fraction"]],
+            [100 * whole_pool["test_acc"]],
+            marker="s",
+            s=60,
+            color="k",
+            zorder=3,
             label=f"whole pool ({whole_pool['size']} models)",
         )
         xs.append(100 * whole_pool["mac_fraction"])
     if recommended is not None:
         ax.scatter(
-            [100 * recommended["mac_fraction"]], [100 * recommended["test_acc"]],
-            marker="*", s=160, color="C3", edgecolor="k", linewidth=0.5, zorder=4,
+            [100 * recommended["mac_fraction"]],
+            [100 * recommended["test_acc"]],
+            marker="*",
+            s=160,
+            color="C3",
+            edgecolor="k",
+            linewidth=0.5,
+            zorder=4,
             label=f"recommended team ({recommended['size']} models)",
         )
     _log_axis(ax, "x", xs)
@@ -365,4 +410,3 @@ def save_figure(fig, path: str | Path, formats: Sequence[str] = FORMATS) -> Path
         written.append(target)
     plt.close(fig)
     return written[0]
-

@@ -299,7 +299,9 @@ def figures_section(figures: list[tuple[str, Path]]) -> str:
         "## Figures",
         "",
         "Each figure is also written as PDF (vector) beside its PNG, e.g. "
-        f"`{figures[0][1].with_suffix('.pdf').name}`." if figures else "",
+        f"`{figures[0][1].with_suffix('.pdf').name}`."
+        if figures
+        else "",
     ]
     for caption, path in figures:
         parts += ["", f"![{caption}]({path.name})", "", f"*{caption}*"]
