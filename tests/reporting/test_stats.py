@@ -74,38 +74,41 @@ def test_bad_values_are_refused():
 
 
 def _slow_bootstrap(a, b, resamples, seed, confidence=0.95):
-    """One resample at a time, one sample at a time."""
+    """The textbook paired bootstrap: resample the samples' indices, one resample at a time."""
     rng = np.random.default_rng(seed)
     n = len(a)
     diffs = []
     for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        diffs.append(sum(int(a[i]) - int(b[i]) for i in idx) / n)
+        idx = rng.integers(0, n, n)  # n draws with replacement
+        diffs.append((int(a[idx].sum()) - int(b[idx].sum())) / n)
     alpha = (1 - confidence) / 2
-    return tuple(np.quantile(diffs, [alpha, 1 - alpha]))
+    return tuple(np.quantile(diffs, [alpha, 1 - alpha])), diffs
 
 
-def test_bootstrap_matches_a_slow_loop():
-    rng = np.random.default_rng(1)
-    a = rng.random(60) < 0.8
-    b = rng.random(60) < 0.7
-    assert paired_bootstrap(a, b, resamples=300, seed=5) == pytest.approx(
-        _slow_bootstrap(a, b, 300, 5)
-    )
+def test_bootstrap_matches_resampling_indices_in_a_slow_loop():
+    # 200 samples: 15 only a gets right, 8 only b gets right. Both estimates of the 2.5% and
+    # 97.5% quantiles carry Monte-Carlo error far below one sample (1/200) at 4000 resamples.
+    a = np.zeros(200, dtype=bool)
+    b = np.zeros(200, dtype=bool)
+    a[:15] = True
+    b[15:23] = True
+    a[23:170] = b[23:170] = True
+    (lo, hi), diffs = _slow_bootstrap(a, b, 4000, seed=5)
+    fast = paired_bootstrap(a, b, resamples=4000, seed=11)
+    assert fast == pytest.approx((lo, hi), abs=1 / 200 + 1e-12)
+    # and the whole distribution: mean (15 - 8) / 200, variance of a sum of n paired draws
+    assert np.mean(diffs) == pytest.approx(7 / 200, abs=0.002)
+    d = np.r_[np.ones(15), -np.ones(8), np.zeros(177)]
+    assert np.std(diffs) == pytest.approx(d.std() / np.sqrt(200), rel=0.05)
 
 
-def test_bootstrap_chunks_give_the_same_resamples_as_one_at_a_time():
-    # n = 5000 makes the fast version draw its resamples in several chunks
+def test_bootstrap_is_seeded_and_independent_of_sample_order():
     rng = np.random.default_rng(2)
     a = rng.random(5000) < 0.9
-    b = a.copy()
-    flip = rng.choice(5000, 150, replace=False)
-    b[flip] = ~b[flip]
-    fast = paired_bootstrap(a, b, resamples=2000, seed=9)
-    r = np.random.default_rng(9)
-    d = a.astype(int) - b.astype(int)
-    diffs = [d[r.integers(0, 5000, 5000)].mean() for _ in range(2000)]
-    assert fast == pytest.approx(tuple(np.quantile(diffs, [0.025, 0.975])))
+    b = rng.random(5000) < 0.9
+    order = rng.permutation(5000)
+    assert paired_bootstrap(a, b, seed=9) == paired_bootstrap(a[order], b[order], seed=9)
+    assert paired_bootstrap(a, b, seed=9) != paired_bootstrap(a, b, seed=10)
 
 
 def test_bootstrap_hand_cases():
