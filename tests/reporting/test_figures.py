@@ -53,6 +53,8 @@ def test_log_ticks_are_round_and_enough():
     assert len(narrow) >= 4 and narrow[0] == 50 and narrow[-1] == 100
     assert all(50 <= t <= 100 for t in narrow)
     assert 4 <= len(log_ticks(13, 240)) <= 8
+    assert log_ticks(52.3, 52.9) == [52.3, 52.9]  # too narrow for round values: its ends
+    assert log_ticks(40, 40) == [40.0]
 
 
 def test_curves_use_clipped_t_intervals_and_say_n():

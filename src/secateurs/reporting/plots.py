@@ -76,6 +76,8 @@ def log_ticks(lo: float, hi: float, max_ticks: int = 8) -> list[float]:
         ]
         if len(ticks) >= 4:
             break
+    if len(ticks) < 2:  # a very narrow range: label its ends
+        ticks = sorted({float(f"{lo:.3g}"), float(f"{hi:.3g}")})
     if len(ticks) > max_ticks:
         step = math.ceil(len(ticks) / max_ticks)
         ticks = ticks[::-1][::step][::-1]  # keep the largest value
@@ -86,8 +88,8 @@ def _number(v: float) -> str:
     """Tick label: plain numbers, thousands as k and millions as M."""
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(v) >= scale:
-            return f"{v / scale:g}{suffix}"
-    return f"{v:g}"
+            return f"{v / scale:.3g}{suffix}"
+    return f"{v:.3g}"
 
 
 def _log_axis(ax, which: str, values: Sequence[float], *, invert: bool = False) -> None:
