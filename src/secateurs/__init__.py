@@ -30,6 +30,7 @@ _EXPORTS = {
     "PredictionPool": "ensembles", "select_team": "ensembles", "load_predictions": "ensembles",
     "save_predictions": "ensembles",
     "run_prune_study": "experiments", "run_experiment": "experiments", "load_config": "experiments",
+    "mean_interval": "reporting", "compare_paired": "reporting",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -11,17 +11,18 @@ it, and the cost-accuracy Pareto front; 6. results.json, CSV tables, report.md a
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..ensembles import MANIFEST, ConsensusResult, PredictionPool, select_team, team_accuracy
+from ..ensembles import MANIFEST, ConsensusResult, PredictionPool, predict, select_team, team_accuracy
 from ..io import check_writable_dir, remove_stale_temporaries, write_json
 from ..pruning.metrics import get_metric
 from ..reporting import write_csv
+from ..reporting.run_time import InvocationLog
+from ..reporting.stats import compare_paired
 from ..training.progress import progress_bar
 from .comparison import compare_pool, consensus_of, flat_rows
 from .config import dump_config, validate
@@ -87,7 +88,6 @@ def run_experiment(
     config = validate(config)
     out = Path(config["output"])
     log = log or (lambda _msg: None)
-    start = time.perf_counter()
     specs = task_specs(config)
     from .tasks import dataset_of
 
@@ -99,12 +99,14 @@ def run_experiment(
         for folder in (out, out / "tasks", out / "pools"):  # left by a run killed mid-write
             remove_stale_temporaries(folder, recursive=folder != out)
         dump_config(config, out / "config.yaml")
+        clock = InvocationLog(out)  # run time accumulates over resumed invocations
         groups = _groups(config, specs, out, log)
         todo = sum(len(g) for g in groups)
         log(f"{len(specs)} DropNet tasks, {len(specs) - todo} already done")
-        _execute(config, out, groups, todo, progress)
+        _execute(config, out, groups, todo, progress, on_tasks=clock.update)
         results = _assemble(config, out, specs)
-        results["seconds"] = round(time.perf_counter() - start, 1)
+        clock.update(tasks_run=todo, finished=True)
+        results["seconds"] = clock.total_seconds
         write_json(out / "results.json", results)
         from ..reporting.report import write_report
 
@@ -143,18 +145,28 @@ def _groups(
     return [g for g in by.values() if not all(s["key"] in done for s in g)]
 
 
-def _execute(config: dict, out: Path, groups: list[list[dict]], todo: int, progress: bool) -> None:
+def _execute(
+    config: dict,
+    out: Path,
+    groups: list[list[dict]],
+    todo: int,
+    progress: bool,
+    on_tasks: Callable[[int], None] = lambda _n: None,
+) -> None:
     if not groups:
         return
     lockstep = config["dropnet"]["lockstep"]
     ex = config["executor"]
     with progress_bar(progress) as bar:
         task = bar.add_task("DropNet tasks", total=todo, info="")
+        finished = [0]
 
         def done(group: list[dict], payloads: list[dict]) -> None:
             for spec, payload in zip(group, payloads, strict=True):
                 if not is_done(out, spec["key"]):
                     write_payload(out, spec, payload)
+            finished[0] += len(group)
+            on_tasks(finished[0])
             bar.update(task, advance=len(group), info=f"{group[-1]['model']}")
 
         if ex["kind"] == "ray":
@@ -293,7 +305,15 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
             for focal_metric, res in results.items():
                 rows.append(
                     _table_row(
-                        metric, level, group, pool, res, focal_metric, unpruned_macs, en["vote"]
+                        metric,
+                        level,
+                        group,
+                        pool,
+                        res,
+                        focal_metric,
+                        unpruned_macs,
+                        en["vote"],
+                        config["seed"],
                     )
                 )
     mixed = None
@@ -363,7 +383,13 @@ def _clear_pools(folder: Path) -> None:
             sub.rmdir()
 
 
-def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vote) -> dict:
+def _test_correct(pool: PredictionPool, team, vote: str) -> np.ndarray:
+    """[N] whether the team's ensemble is right on each test sample (the paired comparisons)."""
+    weights = np.maximum(pool.selection.accuracy, 1e-6) if vote == "weighted" else None
+    return predict(pool.test, list(team), vote, weights) == pool.test.labels
+
+
+def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vote, seed) -> dict:
     team = res.recommended
     m = len(group)
     pool_test = res.pool.test_accuracy
@@ -377,6 +403,8 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
         "pool_val_acc": res.pool.selection_accuracy,
         "pool_test_acc": pool_test,
         "best_single_test_acc": _best_single(res).test_accuracy,
+        "pool_params": sum(s.params for s in group),
+        "pool_macs": sum(s.macs for s in group),
     }
     if team is None:
         row.update(
@@ -386,12 +414,24 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
             size=0,
             cost=None,
             mac_fraction=None,
+            params=None,
+            macs=None,
             team_val_acc=None,
             team_test_acc=None,
             difference=None,
+            difference_low=None,
+            difference_high=None,
+            team_only=None,
+            pool_only=None,
+            mcnemar_p=None,
+            test_samples=int(pool.test.num_samples),
         )
         return row
     macs = sum(group[i].macs for i in team.indices)
+    # team - pool on the same test samples: paired bootstrap interval and McNemar's test
+    paired = compare_paired(
+        _test_correct(pool, team.indices, vote), _test_correct(pool, range(m), vote), seed=seed
+    ).to_dict()
     row.update(
         team="{" + ",".join(str(i) for i in team.indices) + "}",
         team_names=" ".join(team.names),
@@ -399,9 +439,17 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
         size=team.size,
         cost=team.size / m,
         mac_fraction=macs / unpruned_macs,
+        params=sum(group[i].params for i in team.indices),
+        macs=macs,
         team_val_acc=team.selection_accuracy,
         team_test_acc=team.test_accuracy,
         difference=team.test_accuracy - pool_test,
+        difference_low=paired["difference_low"],
+        difference_high=paired["difference_high"],
+        team_only=paired["a_only"],
+        pool_only=paired["b_only"],
+        mcnemar_p=paired["mcnemar_p"],
+        test_samples=paired["n_samples"],
     )
     return row
 
@@ -431,19 +479,27 @@ def _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw, compared
     teams = [(i,) for i in range(len(names))]
     for level in res.levels:
         teams += [tuple(int(t) for t in team) for team in level.teams]
-    points = []
-    for team in dict.fromkeys(teams):
-        macs = sum(chosen[i].macs for i in team)
-        points.append(
-            {
-                "team": [names[i] for i in team],
-                "size": len(team),
-                "mac_fraction": macs / unpruned_macs,
-                "val_acc": team_accuracy(pool, list(team), en["vote"], "selection"),
-                "test_acc": team_accuracy(pool, list(team), en["vote"], "test"),
-            }
-        )
+
+    def point(team) -> dict:
+        return {
+            "team": [names[i] for i in team],
+            "size": len(team),
+            "mac_fraction": sum(chosen[i].macs for i in team) / unpruned_macs,
+            "val_acc": team_accuracy(pool, list(team), en["vote"], "selection"),
+            "test_acc": team_accuracy(pool, list(team), en["vote"], "test"),
+        }
+
+    points = [point(team) for team in dict.fromkeys(teams)]
     front = pareto_front(points)
+    everyone = _test_correct(pool, range(len(names)), en["vote"])
+    comparisons = {
+        k: None
+        if r.recommended is None
+        else compare_paired(
+            _test_correct(pool, r.recommended.indices, en["vote"]), everyone, seed=config["seed"]
+        ).to_dict()
+        for k, r in results.items()
+    }
     write_csv(out / "pareto.csv", [{**p, "team": " ".join(p["team"])} for p in front])
     return {
         "models": names,
@@ -451,6 +507,10 @@ def _mixed(config, snaps, y_val, y_test, unpruned_macs, out, select_kw, compared
         "consensus": _consensus_dict(with_consensus.get("consensus")),
         "points": points,
         "front": front,
+        # marked on the Pareto figure: the whole mixed pool, and the first focal metric's team
+        "whole_pool": point(tuple(range(len(names)))),
+        "comparisons": comparisons,  # per focal metric: recommended team - whole mixed pool
+        "recommended": None if res.recommended is None else point(res.recommended.indices),
     }
 
 
