@@ -48,6 +48,10 @@ NOTES = {
     "divided by the number of runs in it.",
     "fashion-fc40-minmax": "The 3-seed study above left minimum vs maximum at 30% remaining inside "
     "the seed bands; this reruns just those two metrics with 10 seeds (0-9, trained in lockstep).",
+    "mnist-fc40-softplus": "Model A with Softplus instead of ReLU (`model-a:act=softplus`): a "
+    "unit's output is never exactly zero, so E(|a|) never reaches 0 for an alive unit. Same data "
+    "split, seeds and training settings as the ReLU study ([mnist-fc40.md](mnist-fc40.md)); the 9 "
+    "runs trained in lockstep.",
     "mnist-oracle-fc20": "The oracle runs one run after another (it is its own batched search); "
     "the other metrics' runs trained in lockstep.",
 }
@@ -59,6 +63,12 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
         "six metrics, 3 seeds",
         ["--model", "model-a", "--dataset", "mnist", "--data-dir", MNIST_DIR, *_metrics(SIX),
          "--seeds", "3"],
+    ),
+    "mnist-fc40-softplus": (
+        "Model A (FC40-FC40) with Softplus on the MNIST test set (10k images split "
+        "7200/800/2000), minimum vs maximum vs random, 3 seeds",
+        ["--model", "model-a:act=softplus", "--dataset", "mnist", "--data-dir", MNIST_DIR,
+         *_metrics(["minimum", "maximum", "random"]), "--seeds", "3"],
     ),
     "mnist-oracle-fc20": (
         "Oracle vs minimum vs random_layer (and global random) on FC20-FC20 (MNIST test set), "
