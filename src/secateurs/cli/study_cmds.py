@@ -95,3 +95,29 @@ def sweep(
 
     typer.echo(sweep_markdown(result, table))
     console.print(f"wrote {out}/sweep.md, {out}/sweep.png, {out}/sweep_table.csv")
+
+
+@app.command()
+def interpret(
+    run: Path = typer.Argument(..., help="A study folder written by `secateurs prune` (or a sweep's p-P)."),
+    metric: str = typer.Option(
+        None, "--metric", help="Whose first layer and input paths to draw (default minimum)."
+    ),
+    seed: int = typer.Option(None, "--seed", help="Which seed's run (default the first)."),
+    round_: int = typer.Option(None, "--round", help="Which round (default the run's last)."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default RUN/interpret)."),
+    json_out: bool = JsonOut,
+) -> None:
+    """A page of figures on what a DropNet study pruned: layer widths per round, scores of kept
+    vs dropped units, the first layer's units as images, inputs with a live path (interpret.md)."""
+    from ..reporting.interpret import interpret_study
+
+    if out is not None:
+        out = out_dir(out)
+    result = interpret_study(run, out, metric=metric, seed=seed, round_=round_)
+    summary = {"out": str(result.out), "metric": result.metric, "seed": result.seed,
+               "round": result.round, "figures": result.figures, **result.summary}
+    if json_out:
+        print_json(summary)
+        return
+    console.print(f"wrote {result.out / 'interpret.md'} ({', '.join(result.figures)})")
