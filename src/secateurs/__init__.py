@@ -30,6 +30,7 @@ _EXPORTS = {
     "PredictionPool": "ensembles", "select_team": "ensembles", "load_predictions": "ensembles",
     "save_predictions": "ensembles",
     "run_prune_study": "experiments", "run_experiment": "experiments", "load_config": "experiments",
+    "run_sweep": "experiments.sweep", "interpret_study": "reporting.interpret",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

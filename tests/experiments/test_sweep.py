@@ -226,3 +226,13 @@ def test_cli_sweep_errors_are_one_line(tmp_path, capsys, args, message):
     assert err.startswith(message) and err.count("\n") == 1
     assert not (tmp_path / "s").exists()
 
+
+
+def test_a_p_folder_holding_another_study_is_refused_before_anything_is_written(digits, tmp_path):
+    out = tmp_path / "sw"
+    run_prune_study(MODEL, digits, ["minimum"], [0], DropNetConfig(fraction=0.5, until=0.8,
+                                                                  train=FAST),
+                    out=fraction_dir(out, 0.5), progress=False)
+    with pytest.raises(ConfigError, match="p-0.5 holds a study with other settings"):
+        run_sweep(MODEL, digits, [0.3, 0.5], [0], CONFIG, out=out, progress=False)
+    assert not (out / "sweep.json").exists() and not fraction_dir(out, 0.3).exists()

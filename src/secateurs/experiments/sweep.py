@@ -223,9 +223,11 @@ def run_sweep(
                 "data_source": getattr(data, "source", None), "n_train": sweep.n_train,
                 "n_val": sweep.n_val, "n_test": len(data.y_test)}
         _check_same_sweep(out, head)
-        for p in fractions:
-            header = _header(model, data, metric, seeds, configs[p], dataset, split_seed)
+        headers = {p: _header(model, data, metric, seeds, configs[p], dataset, split_seed)
+                   for p in fractions}
+        for p, header in headers.items():  # every check before anything is written
             _check_same_study(fraction_dir(out, p), header)
+        for p, header in headers.items():
             write_json(fraction_dir(out, p) / "study.json", header)
         write_json(out / "sweep.json", head)
     jobs = [(p, s) for p in fractions for s in seeds]
