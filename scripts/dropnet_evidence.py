@@ -240,6 +240,8 @@ def _checks(name: str, curves: dict[str, list[tuple]], out: Path, rows: list[dic
         if "random" in curves:
             c = acc_at(curves["random"], 0.30)
             lines.append(f"- for reference, random at 30% remaining: {c:.4f}")
+        if name in ORDERING and "random" in curves:
+            lines += _ordering(mn, curves["random"], mx)
     if "oracle" in curves:
         o = curves["oracle"]
         lines.append("- accuracy at fixed sizes (interpolated in log remaining):")
@@ -371,6 +373,37 @@ def report_sweep(name: str) -> None:
     text += _round_table(curves)
     (RESULTS / f"{name}.md").write_text("\n".join(text) + "\n")
     print(f"wrote {RESULTS / (name + '.md')}")
+
+
+# Experiments whose page checks the paper's ordering (minimum >= random > maximum) size by size.
+ORDERING = {"mnist-fc40-softplus"}
+
+
+def _ordering(mn: list[tuple], rnd: list[tuple], mx: list[tuple]) -> list[str]:
+    """The paper's ordering at fixed sizes: minimum best or tied with random, maximum worst."""
+    lines = ["- the paper's ordering, minimum best or tied (here: with random) and maximum "
+             "collapsing, size by size (interpolated; ± the 95% band of the nearest round):", "",
+             "| remaining | minimum | random | maximum | minimum - random | tied (within the "
+             "sum of bands) or minimum ahead | maximum below both by more than the bands |",
+             "|---|---|---|---|---|---|---|"]
+    holds = []
+    for t in (0.5, 0.4, 0.3, 0.2, 0.15, 0.1):
+        a, b, c = acc_at(mn, t), acc_at(rnd, t), acc_at(mx, t)
+        ba, bb, bc = band_at(mn, t), band_at(rnd, t), band_at(mx, t)
+        tied = a - b > -(ba + bb)
+        low = c < min(a - ba - bc, b - bb - bc)
+        holds.append((t, tied, low))
+        lines.append(f"| {t:g} | {a:.4f} ± {ba:.4f} | {b:.4f} ± {bb:.4f} | {c:.4f} ± {bc:.4f} | "
+                     f"{a - b:+.4f} | {'yes' if tied else 'no'} | {'yes' if low else 'no'} |")
+    lines.append("")
+    below = [t for t, _, low in holds if low]
+    lines.append(
+        f"- minimum best or tied with random at every size above: "
+        f"**{'holds' if all(t for _, t, _ in holds) else 'does NOT hold'}**; maximum clearly "
+        f"below both from {max(below):g} remaining down: "
+        f"**{'holds' if below and all(low for t, _, low in holds if t <= max(below)) else 'does NOT hold'}**"
+        if below else "- maximum is never clearly below both: **does NOT hold**")
+    return lines
 
 
 def report(names: list[str]) -> None:
