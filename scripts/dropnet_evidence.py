@@ -48,6 +48,10 @@ NOTES = {
     "divided by the number of runs in it.",
     "fashion-fc40-minmax": "The 3-seed study above left minimum vs maximum at 30% remaining inside "
     "the seed bands; this reruns just those two metrics with 10 seeds (0-9, trained in lockstep).",
+    "mnist-fc40-softplus": "Model A with Softplus instead of ReLU (`model-a:act=softplus`): a "
+    "unit's output is never exactly zero, so E(|a|) never reaches 0 for an alive unit. Same data "
+    "split, seeds and training settings as the ReLU study ([mnist-fc40.md](mnist-fc40.md)); the 9 "
+    "runs trained in lockstep.",
     "mnist-oracle-fc20": "The oracle runs one run after another (it is its own batched search); "
     "the other metrics' runs trained in lockstep.",
 }
@@ -59,6 +63,12 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
         "six metrics, 3 seeds",
         ["--model", "model-a", "--dataset", "mnist", "--data-dir", MNIST_DIR, *_metrics(SIX),
          "--seeds", "3"],
+    ),
+    "mnist-fc40-softplus": (
+        "Model A (FC40-FC40) with Softplus on the MNIST test set (10k images split "
+        "7200/800/2000), minimum vs maximum vs random, 3 seeds",
+        ["--model", "model-a:act=softplus", "--dataset", "mnist", "--data-dir", MNIST_DIR,
+         *_metrics(["minimum", "maximum", "random"]), "--seeds", "3"],
     ),
     "mnist-oracle-fc20": (
         "Oracle vs minimum vs random_layer (and global random) on FC20-FC20 (MNIST test set), "
@@ -72,6 +82,19 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
         "six metrics, 3 seeds",
         ["--model", "model-a", "--dataset", "fashion-mnist", *_metrics(SIX), "--seeds", "3"],
     ),
+    "mnist-fc40-sweep": (
+        "Model A (FC40-FC40) on the MNIST test set (10k images split 7200/800/2000): DropNet "
+        "minimum at p = 0.1, 0.2, 0.3 and 0.5 down to 10% remaining, 3 seeds",
+        ["--model", "model-a", "--dataset", "mnist", "--data-dir", MNIST_DIR,
+         *[a for p in ("0.1", "0.2", "0.3", "0.5") for a in ("--fraction", p)],
+         "--metric", "minimum", "--seeds", "3"],
+    ),
+    "mnist-fc40-interpret": (
+        "Model A (FC40-FC40) on the MNIST test set, six metrics, 2 seeds, for `secateurs "
+        "interpret`",
+        ["--model", "model-a", "--dataset", "mnist", "--data-dir", MNIST_DIR, *_metrics(SIX),
+         "--seeds", "2"],
+    ),
     "fashion-fc40-minmax": (
         "Model A (FC40-FC40) on Fashion-MNIST (60k train split 54000/6000, 10k test), "
         "minimum vs maximum, 10 seeds",
@@ -81,9 +104,20 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+# Experiments run by another command than `secateurs prune` (default): name -> command.
+KINDS = {"mnist-fc40-sweep": "sweep"}
+# Experiments whose study gets a `secateurs interpret` page: name -> docs/results/ folder.
+INTERPRET = {"mnist-fc40-interpret": "interpret-mnist-fc40"}
+
+
 def command(name: str) -> list[str]:
-    return ["secateurs", "prune", *EXPERIMENTS[name][1], "--out", f"runs/evidence/{name}",
-            "--json"]
+    return ["secateurs", KINDS.get(name, "prune"), *EXPERIMENTS[name][1], "--out",
+            f"runs/evidence/{name}", "--json"]
+
+
+def interpret_command(name: str) -> list[str]:
+    return ["secateurs", "interpret", f"runs/evidence/{name}", "--out",
+            f"docs/results/{INTERPRET[name]}", "--json"]
 
 
 def run(names: list[str]) -> None:
@@ -106,6 +140,13 @@ def run(names: list[str]) -> None:
         print(f"== {name}: exit {proc.returncode} after {seconds:.0f} s", flush=True)
         if proc.returncode != 0:
             raise SystemExit(proc.returncode)
+        if name in INTERPRET:
+            icmd = interpret_command(name)
+            print(f"== {name}: {shlex.join(icmd)}", flush=True)
+            proc = subprocess.run([sys.executable, "-m", "secateurs", *icmd[1:]], cwd=ROOT,
+                                  env=env)
+            if proc.returncode != 0:
+                raise SystemExit(proc.returncode)
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -199,6 +240,8 @@ def _checks(name: str, curves: dict[str, list[tuple]], out: Path, rows: list[dic
         if "random" in curves:
             c = acc_at(curves["random"], 0.30)
             lines.append(f"- for reference, random at 30% remaining: {c:.4f}")
+        if name in ORDERING and "random" in curves:
+            lines += _ordering(mn, curves["random"], mx)
     if "oracle" in curves:
         o = curves["oracle"]
         lines.append("- accuracy at fixed sizes (interpolated in log remaining):")
@@ -261,10 +304,118 @@ def _checks(name: str, curves: dict[str, list[tuple]], out: Path, rows: list[dic
     return lines
 
 
+def _wall(out: Path) -> list[dict]:
+    return json.loads((out / "wall_times.json").read_text()) if (
+        out / "wall_times.json").is_file() else []
+
+
+def _sweep_checks(table: list[dict]) -> list[str]:
+    """Per size: the p with the best accuracy interpolated at exactly that size, and the p that
+    spent the fewest FLOPs to get there."""
+    lines = []
+    for target in sorted({e["target"] for e in table}, reverse=True):
+        rows = [e for e in table if e["target"] == target and e.get("test_acc_at_target")
+                is not None]
+        if not rows:
+            continue
+        best = max(rows, key=lambda e: e["test_acc_at_target"])
+        cheap = min(rows, key=lambda e: e["cum_flops"])
+        accs = ", ".join(f"p={e['fraction']:g} {e['test_acc_at_target']:.4f}" for e in rows)
+        costs = ", ".join(f"p={e['fraction']:g} {e['cum_flops']:.3g}" for e in rows)
+        lines.append(
+            f"- **{target:.0%} remaining**: best test accuracy (interpolated at exactly "
+            f"{target:g}) p = {best['fraction']:g} ({accs}); fewest training FLOPs to reach it "
+            f"p = {cheap['fraction']:g} ({costs}); at most "
+            f"{max(e['test_acc_at_target'] for e in rows) - min(e['test_acc_at_target'] for e in rows):.4f}"
+            f" between the best and worst p, against 95% bands of about "
+            f"{max(e['test_acc_band'] for e in rows):.4f} per p (the band of the first round at or "
+            "below the size)")
+    return lines
+
+
+def report_sweep(name: str) -> None:
+    from secateurs.experiments.sweep import SweepResult, sweep_markdown
+
+    out = RUNS / name
+    head = json.loads((out / "sweep.json").read_text())
+    table = json.loads((out / "sweep_table.json").read_text())
+    rows = json.loads((out / "sweep_rounds.json").read_text())
+    times = _wall(out)
+    title, _ = EXPERIMENTS[name]
+    shutil.copyfile(out / "sweep.png", RESULTS / f"{name}.png")
+    sweep = SweepResult(out, head["model"], head["dataset"], head["metric"], head["fractions"],
+                        head["seeds"], head["n_train"], head["n_val"])
+    runs_done = {(r["fraction"], r["seed"]) for r in rows}
+    text = [f"# {title}", "", f"![sweep]({name}.png)", "",
+            "Command (from the repository root; `scripts/dropnet_evidence.py run "
+            f"{name}` runs it with one torch thread):", "",
+            f"    {shlex.join(command(name))}", "",
+            f"Runs complete: {len(runs_done)}/{len(head['fractions']) * len(head['seeds'])} "
+            f"(p x seed). Wall time: {sum(t['seconds'] for t in times):.0f} s over "
+            f"{len(times)} invocation(s), every run trained in one lockstep batch. Machine: 2 "
+            "shared CPU cores, one torch thread, other work running beside it.", "",
+            "Left: mean test accuracy over the seeds (95% band) against the fraction of units "
+            "remaining, one line per p. Middle: training FLOPs spent to reach each size, "
+            "summed over the rounds up to the one that trained it (per round: epochs x MACs of "
+            f"the pruned network x (6 x {head['n_train']} training samples + 2 x "
+            f"{head['n_val']} validation samples); scoring and measuring passes not counted). "
+            "Right: accuracy against that cost.", "",
+            "## Which p gets to a given size best, and at what cost", ""]
+    text += _sweep_checks(table)
+    text += ["", "## Per size: each p's first round at or below it (mean over seeds)", "",
+             sweep_markdown(sweep, table), "",
+             "`round` and `remaining` are those of each seed's first round at or below the size "
+             "(averaged); `test acc at exactly the size` interpolates the mean curve linearly "
+             "in log(remaining) between the rounds around it; epochs and FLOPs are spent up to "
+             "and including that first round.", "",
+             "## Mean test accuracy per round (± 95% band over seeds)", ""]
+    curves = _curves([{**r, "metric": f"p = {r['fraction']:g}"} for r in rows])
+    text += _round_table(curves)
+    (RESULTS / f"{name}.md").write_text("\n".join(text) + "\n")
+    print(f"wrote {RESULTS / (name + '.md')}")
+
+
+# Experiments whose page checks the paper's ordering (minimum >= random > maximum) size by size.
+ORDERING = {"mnist-fc40-softplus"}
+
+
+def _ordering(mn: list[tuple], rnd: list[tuple], mx: list[tuple]) -> list[str]:
+    """The paper's ordering at fixed sizes: minimum best or tied with random, maximum worst."""
+    lines = ["- the paper's ordering, minimum best or tied (here: with random) and maximum "
+             "collapsing, size by size (interpolated; ± the 95% band of the nearest round):", "",
+             "| remaining | minimum | random | maximum | minimum - random | tied (within the "
+             "sum of bands) or minimum ahead | maximum below both by more than the bands |",
+             "|---|---|---|---|---|---|---|"]
+    holds = []
+    for t in (0.5, 0.4, 0.3, 0.2, 0.15, 0.1):
+        a, b, c = acc_at(mn, t), acc_at(rnd, t), acc_at(mx, t)
+        ba, bb, bc = band_at(mn, t), band_at(rnd, t), band_at(mx, t)
+        tied = a - b > -(ba + bb)
+        low = c < min(a - ba - bc, b - bb - bc)
+        holds.append((t, tied, low))
+        lines.append(f"| {t:g} | {a:.4f} ± {ba:.4f} | {b:.4f} ± {bb:.4f} | {c:.4f} ± {bc:.4f} | "
+                     f"{a - b:+.4f} | {'yes' if tied else 'no'} | {'yes' if low else 'no'} |")
+    lines.append("")
+    below = [t for t, _, low in holds if low]
+    lines.append(
+        f"- minimum best or tied with random at every size above: "
+        f"**{'holds' if all(t for _, t, _ in holds) else 'does NOT hold'}**; maximum clearly "
+        f"below both from {max(below):g} remaining down: "
+        f"**{'holds' if below and all(low for t, _, low in holds if t <= max(below)) else 'does NOT hold'}**"
+        if below else "- maximum is never clearly below both: **does NOT hold**")
+    return lines
+
+
 def report(names: list[str]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in names:
         out = RUNS / name
+        if KINDS.get(name) == "sweep":
+            if (out / "sweep_table.json").is_file():
+                report_sweep(name)
+            else:
+                print(f"{name}: no results yet in {out}; skipped")
+            continue
         if not (out / "rounds.json").is_file():
             print(f"{name}: no results yet in {out}; skipped")
             continue
@@ -273,8 +424,7 @@ def report(names: list[str]) -> None:
         curves = _curves(rows)
         runs_done = {(r["metric"], r["seed"]) for r in rows}
         expected = len(header["metrics"]) * len(header["seeds"])
-        times = json.loads((out / "wall_times.json").read_text()) if (
-            out / "wall_times.json").is_file() else []
+        times = _wall(out)
         train_s = sum(r["seconds"] for r in rows)
         title, _ = EXPERIMENTS[name]
         shutil.copyfile(out / "accuracy.png", RESULTS / f"{name}-accuracy.png")
@@ -293,6 +443,10 @@ def report(names: list[str]) -> None:
         text += ["", "## Mean test accuracy per round (± 95% band over seeds)", "",
                  "Remaining is the mean over seeds of the fraction of prunable units left.", ""]
         text += _round_table(curves)
+        if name in INTERPRET:
+            text += ["", f"`secateurs interpret` page of this study: [{INTERPRET[name]}/"
+                     f"interpret.md]({INTERPRET[name]}/interpret.md), made by", "",
+                     f"    {shlex.join(interpret_command(name))}"]
         (RESULTS / f"{name}.md").write_text("\n".join(text) + "\n")
         print(f"wrote {RESULTS / (name + '.md')}")
 
@@ -310,6 +464,8 @@ def main() -> int:
     if args.action == "list":
         for name in names:
             print(f"{name}: {shlex.join(command(name))}")
+            if name in INTERPRET:
+                print(f"{name}: {shlex.join(interpret_command(name))}")
     elif args.action == "run":
         run(names)
     else:

@@ -31,6 +31,7 @@ _EXPORTS = {
     "save_predictions": "ensembles",
     "run_prune_study": "experiments", "run_experiment": "experiments", "load_config": "experiments",
     "mean_interval": "reporting", "compare_paired": "reporting",
+    "run_sweep": "experiments.sweep", "interpret_study": "reporting.interpret",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -51,6 +51,7 @@ def _register_commands() -> None:
         ensemble_cmds,  # noqa: F401
         prune_cmds,
         run_cmds,
+        study_cmds,
         team_cmds,
         train_cmd,
     )

@@ -8,6 +8,25 @@ from torch import nn
 
 from ..errors import ConfigError
 
+# Zoo activation options (``model-a:act=softplus``): ReLU is the paper's; the others are never
+# exactly zero (Softplus), or signed (Tanh, GELU), which is where DropNet's |a| matters.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "softplus": nn.Softplus,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+}
+
+
+def activation_option(value, name: str) -> type[nn.Module]:
+    """The activation class named by a zoo model's ``act`` option (default ReLU)."""
+    key = "relu" if value is None else str(value).strip().lower()
+    if key not in ACTIVATIONS:
+        raise ConfigError(
+            f"{name}: act must be one of {', '.join(ACTIVATIONS)}, got {value!r}"
+        )
+    return ACTIVATIONS[key]
+
 
 def pool_or_identity(h: int, w: int) -> tuple[nn.Module, int, int]:
     """A 2x2 max-pool while the feature map is at least 2x2, so that every model works on 8x8

@@ -134,6 +134,7 @@ class DropNet:
         self.rounds: list[dict] = []
         self.dropped: list[dict] = []  # {"layer", "index", "round": first round without it}
         self.weights: dict[int, dict[str, torch.Tensor]] = {}
+        self.scores: dict[int, dict[str, list[float]]] = {}  # round -> the scores it ranked by
         self.stop_reason: str | None = None
         self._unpruned_counts: tuple[int, int] | None = None
 
@@ -212,6 +213,7 @@ class DropNet:
         """The units to drop given this round's scores (lower goes first), by the metric's scope,
         the budget and the coupling rule; shared by every driver so that all select alike."""
         cfg = self.config
+        self.scores[self.round] = {k: v.detach().cpu().float().tolist() for k, v in scores.items()}
         alive = {k: v.cpu() for k, v in self.masked.get_masks().items()}
         groups = self.masked.coupled_groups if cfg.coupled == "group" else []
         grouped_scores, grouped_alive = group_coupled(scores, alive, groups)
@@ -291,6 +293,7 @@ class DropNet:
             stop_reason=self.stop_reason,
             initial=self.initial,
             weights=dict(self.weights),
+            scores=dict(self.scores),
         )
 
 
@@ -309,6 +312,8 @@ class DropNetResult:
     stop_reason: str | None
     initial: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
     weights: dict[int, dict[str, torch.Tensor]] = field(repr=False, default_factory=dict)
+    # round -> per layer, the unit scores that round's selection ranked by (none for the oracle)
+    scores: dict[int, dict[str, list[float]]] = field(repr=False, default_factory=dict)
 
     def masks_at(self, round_: int) -> dict[str, torch.Tensor]:
         """Alive units of every layer in round ``round_`` (rebuilt from the drop record)."""

@@ -1,4 +1,5 @@
-"""A DropNet run on disk: ``run.json`` (records and every dropped unit) plus safetensors weights.
+"""A DropNet run on disk: ``run.json`` (records and every dropped unit) plus safetensors weights
+and, per pruning round, ``scores-NNN.json`` (the unit scores that round's selection ranked by).
 
 ``run.json`` is written last, with each weight file's size and SHA-256, so its presence marks a
 complete run and a truncated or missing file is found (``check_run``) before anything reads it;
@@ -17,15 +18,20 @@ from .dropnet import DropNetResult
 def save_run(result: DropNetResult, folder: str | Path) -> Path:
     folder = Path(folder)
     (folder / "run.json").unlink(missing_ok=True)  # the old record is invalid from here on
-    for old in folder.glob("round-*.safetensors"):
+    for old in [*folder.glob("round-*.safetensors"), *folder.glob("scores-*.json")]:
         old.unlink()
     names = ["initial.safetensors"]
     save_tensors(folder / "initial.safetensors", result.initial)
     for r, state in result.weights.items():
         save_tensors(folder / f"round-{r:03d}.safetensors", state)
         names.append(f"round-{r:03d}.safetensors")
-    meta = {k: v for k, v in vars(result).items() if k not in ("initial", "weights")}
+    for r, scores in result.scores.items():
+        write_json(folder / f"scores-{r:03d}.json", {"round": r, "metric": result.metric,
+                                                     "seed": result.seed, "scores": scores})
+        names.append(f"scores-{r:03d}.json")
+    meta = {k: v for k, v in vars(result).items() if k not in ("initial", "weights", "scores")}
     meta["weight_rounds"] = sorted(result.weights)
+    meta["score_rounds"] = sorted(result.scores)
     meta["files"] = {
         n: {"bytes": (folder / n).stat().st_size, "sha256": file_sha256(folder / n)} for n in names
     }
@@ -73,11 +79,20 @@ def load_run(folder: str | Path, *, weights: bool = True) -> DropNetResult:
     meta = read_json(path)
     rounds = meta.pop("weight_rounds", [])
     meta.pop("files", None)
+    score_rounds = meta.pop("score_rounds", [])  # absent in runs recorded before scores were
     try:
         result = DropNetResult(**meta)
     except TypeError as e:
         raise DataError(f"{path} is not a DropNet run record this version can read: {e}") from None
+    result.scores = {r: _read_scores(folder / f"scores-{r:03d}.json") for r in score_rounds}
     if weights:
         result.initial = load_tensors(folder / "initial.safetensors")
         result.weights = {r: load_tensors(folder / f"round-{r:03d}.safetensors") for r in rounds}
     return result
+
+
+def _read_scores(path: Path) -> dict[str, list[float]]:
+    try:
+        return read_json(path)["scores"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"cannot read the unit scores {path}: {e}") from None
