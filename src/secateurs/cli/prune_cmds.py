@@ -194,6 +194,7 @@ def export(
     import torch
 
     from ..experiments.prune_study import rebuild_round
+    from ..io import check_writable_dir
     from ..pruning import export_pruned, save_exported
     from ..pruning.surgery import is_single_file
 

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ensembles import MANIFEST, ConsensusResult, PredictionPool, predict, select_team, team_accuracy
+from ..ensembles import (
+    MANIFEST,
+    ConsensusResult,
+    PredictionPool,
+    predict,
+    select_team,
+    team_accuracy,
+)
 from ..io import check_writable_dir, remove_stale_temporaries, write_json
 from ..pruning.metrics import get_metric
 from ..reporting import write_csv

@@ -360,7 +360,7 @@ def export_architecture(result: ExportResult, *, spec: Mapping | None = None) ->
         "params_before": result.params_before,
         "macs_before": result.macs_before,
         "secateurs_version": _version(),
-        "tensor_digest": tensor_digest(state),  # verified on load: flipped bytes are refused
+        "tensor_digest": tensor_digest(result.module.state_dict()),  # verified on load: flipped bytes are refused
     }
 
 
