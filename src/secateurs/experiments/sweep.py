@@ -27,7 +27,7 @@ from ..io import read_json, write_json, write_text
 from ..pruning.dropnet import DropNet, DropNetConfig, DropNetResult
 from ..pruning.metrics import get_metric
 from ..pruning.record import load_run, save_run
-from ..reporting import mean_band, write_csv
+from ..reporting import mean_interval, write_csv
 from .prune_study import StudyResult, _check_same_study, run_dir, write_outputs
 
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.3, 0.5)
@@ -105,7 +105,8 @@ def reach_table(rows: list[dict], targets: Sequence[float]) -> list[dict]:
             entry = {"target": target, "fraction": fraction, "seeds": len(seeds),
                      "seeds_reaching": len(firsts)}
             if firsts:
-                acc, band = mean_band([r["test_acc"] for r in firsts])
+                iv = mean_interval([r["test_acc"] for r in firsts])  # t interval, clipped
+                acc, band = iv.mean, iv.half_width
                 entry.update(
                     rounds=sum(r["round"] for r in firsts) / len(firsts),
                     remaining=sum(r["remaining"] for r in firsts) / len(firsts),
@@ -291,7 +292,7 @@ def _fmt_flops(v: float) -> str:
 def sweep_markdown(sweep: SweepResult, table: list[dict]) -> str:
     """The sweep's table as Markdown: per target size, each p's first round at or below it."""
     lines = [
-        "| size | p | seeds reaching | round | remaining | test acc (± 95% band) | "
+        "| size | p | seeds reaching | round | remaining | test acc (± 95% t half-width) | "
         "test acc at exactly the size | epochs spent | training FLOPs spent |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
