@@ -25,7 +25,7 @@ from ..io import write_json, write_text
 from ..pruning.dropnet import DropNetResult
 from ..pruning.masks import MaskedNetwork
 from .input_paths import input_path_strength
-from .plots import _save, plt
+from .plots import plt, save_figure
 from .tables import write_csv
 
 MAX_TILES = 48  # units drawn per figure (kept, and dropped), so that wide layers stay legible
@@ -155,7 +155,7 @@ def plot_widths(study: dict[str, list[list[dict[str, int]]]], widths: dict[str, 
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_scores(rows_by_metric: dict[str, list[dict]], path) -> Path:
@@ -181,7 +181,7 @@ def plot_scores(rows_by_metric: dict[str, list[dict]], path) -> Path:
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_units(images: torch.Tensor, titles: list[str], path, *, suptitle: str) -> Path:
@@ -199,7 +199,7 @@ def plot_units(images: torch.Tensor, titles: list[str], path, *, suptitle: str) 
         ax.set_title(title, fontsize=6)
     fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_input_paths(before: torch.Tensor, after: torch.Tensor, path, *, labels) -> Path:
@@ -217,7 +217,7 @@ def plot_input_paths(before: torch.Tensor, after: torch.Tensor, path, *, labels)
         ax.set_yticks([])
         fig.colorbar(im, ax=ax, fraction=0.046, ticks=[0, 1] if live else None)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------ the page

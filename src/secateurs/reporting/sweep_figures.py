@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.ticker import FormatStrFormatter
 
-from .plots import _draw_curves, _save, curves_by_round, plt
+from .plots import _draw_curves, _log_axis, curves_by_round, plt, save_figure
 
 
 def _labelled(rows: list[dict]) -> list[dict]:
@@ -21,28 +20,26 @@ def plot_sweep(rows: list[dict], path: str | Path, *, title: str = "") -> Path:
     rows = _labelled(rows)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     acc, cost, both = axes
-    _draw_curves(acc, rows, "test_acc")
-    _draw_curves(cost, rows, "cum_flops")
+    colors: dict[str, str] = {}
+    xs = _draw_curves(acc, rows, "test_acc", colors)
+    _draw_curves(cost, rows, "cum_flops", colors)
     for ax in (acc, cost):
-        ax.set_xscale("log")
-        ax.invert_xaxis()
-        ax.set_xlabel("fraction of units remaining (log scale)")
-        ax.xaxis.set_major_formatter(FormatStrFormatter("%.2g"))
-        ax.xaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
-    acc.set_ylabel("test accuracy")
+        _log_axis(ax, "x", xs, invert=True)
+        ax.set_xlabel("units remaining, % (log scale)")
+    acc.set_ylabel("test accuracy, %")
     cost.set_yscale("log")
     cost.set_ylabel("training FLOPs spent to reach this size")
     accs = curves_by_round(rows, "test_acc")
     flops = curves_by_round(rows, "cum_flops")
     for label, points in accs.items():
-        both.plot([f[1] for f in flops[label]], [p[1] for p in points], marker="o", markersize=3,
-                  label=label)
+        both.plot([f.mean for f in flops[label]], [100 * p.mean for p in points], marker="o",
+                  markersize=3, label=label, color=colors.get(label))
     both.set_xscale("log")
     both.set_xlabel("training FLOPs spent (log scale)")
-    both.set_ylabel("test accuracy")
+    both.set_ylabel("test accuracy, %")
     for ax in axes:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
