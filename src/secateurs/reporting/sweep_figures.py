@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from .plots import _draw_curves, _log_axis, curves_by_round, plt, save_figure
 
 
