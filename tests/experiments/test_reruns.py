@@ -313,3 +313,19 @@ def test_run_removes_only_its_own_temporary_files(base_run, tmp_path):
     run_experiment(cfg, progress=False)
     assert all(p.read_text() == "user's file" for p in mine)
     assert not stale.exists()
+
+
+def test_tasks_written_before_checksums_are_kept_unless_unreadable(base_run, tmp_path, monkeypatch):
+    cfg = copy_of_base(base_run, tmp_path)
+    out = Path(cfg["output"])
+    for task in (out / "tasks").iterdir():  # as an older version wrote them
+        meta = json.loads((task / "task.json").read_text())
+        del meta["files"]
+        (task / "task.json").write_text(json.dumps(meta))
+    _truncate(_fc12_task(out) / "val_probs.npy")
+    ran = Ran(monkeypatch)
+    messages: list[str] = []
+    results = run_experiment(cfg, progress=False, log=messages.append)
+    assert ran.models == ["model-a:widths=12-6"] * 2
+    assert any("val_probs.npy is unreadable" in m for m in messages), messages
+    assert strip_timing(json.loads(json.dumps(results))) == strip_timing(base_run[1])

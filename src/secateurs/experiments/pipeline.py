@@ -142,6 +142,8 @@ def _groups(
             done.add(spec["key"])
         elif task_dir(out, spec["key"]).exists():
             who = f"{first[(spec['member'], spec['seed'])]} {spec['metric']}"
+            if problem == "not run":
+                problem = "left unfinished (the run was stopped while writing it)"
             log(f"task {spec['key']} ({who}): {problem}; running it again")
             shutil.rmtree(task_dir(out, spec["key"]))
     by: dict[str, list[dict]] = {}

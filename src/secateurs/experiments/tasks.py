@@ -231,12 +231,12 @@ def check_task(out: Path, key: str) -> str | None:
         meta.get("snapshots"), list
     ):
         return "task.json is not this task's record"
-    files = meta.get("files")
-    if not isinstance(files, dict):
-        return "task.json lists no file checksums (written by an older version)"
     expected = {"val_probs.npy", "test_probs.npy"} | {
         f"round-{int(s['round']):03d}.safetensors" for s in meta["snapshots"]
     }
+    files = meta.get("files")
+    if not isinstance(files, dict):  # written before checksums: every file must at least load
+        return _check_unlisted(folder, expected, len(meta["snapshots"]))
     if not expected <= set(files):
         return "task.json does not list all its files"
     for name, info in sorted(files.items()):
@@ -245,6 +245,26 @@ def check_task(out: Path, key: str) -> str | None:
             return f"{name} is missing"
         if p.stat().st_size != info.get("bytes") or file_sha256(p) != info.get("sha256"):
             return f"{name} is truncated or altered (size or checksum differs)"
+    return None
+
+
+def _check_unlisted(folder: Path, names: set[str], snapshots: int) -> str | None:
+    from safetensors import safe_open
+
+    for name in sorted(names):
+        p = folder / name
+        if not p.is_file():
+            return f"{name} is missing"
+        try:
+            if name.endswith(".npy"):
+                if len(np.load(p, allow_pickle=False)) != snapshots:
+                    return f"{name} does not hold one row per snapshot"
+            else:
+                with safe_open(str(p), framework="pt") as f:
+                    for k in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+                        f.get_tensor(k)
+        except Exception as e:  # numpy and safetensors raise their own types on bad files
+            return f"{name} is unreadable ({type(e).__name__})"
     return None
 
 
