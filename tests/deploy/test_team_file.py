@@ -207,7 +207,7 @@ def test_corrupt_and_foreign_files_give_one_clear_error(tmp_path, team_file):
         load_team(classes)
     missing = rewrite(team_file, tmp_path / "missing-t.safetensors",
                       tensors=lambda t: t.pop(next(k for k in t if k.startswith("members.1."))))
-    with pytest.raises(DataError, match=r"member 1, 'b'.*does not fit the rebuilt network"):
+    with pytest.raises(DataError, match=r"member 1, 'b'.*checksum saved with them"):
         load_team(missing)
     extra = rewrite(team_file, tmp_path / "extra.safetensors",
                     tensors=lambda t: t.update({"members.7.w": torch.zeros(1)}))
