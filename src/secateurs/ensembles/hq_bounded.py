@@ -32,7 +32,7 @@ from .focal import normalise_focal
 from .metrics import DECIMALS, EMPTY_VALUE, NEEDS_LABELS, sample_stats, team_raw, to_score
 from .pool import PredictionPool
 from .results import Level, TeamStats
-from .teams import contains, drop_column, team_keys
+from .teams import TooManyTeams, contains, drop_column, team_keys
 from .voting import direct_correct_counts
 
 #: Metrics computed by the linear update (see the module docstring); others are slower.
@@ -229,7 +229,7 @@ def _prune_order(div: np.ndarray, acc_of, n_prune: int) -> np.ndarray:
 
 
 def bounded_hq_levels(ctx: BoundedContext, beta: float, max_size: int, width: int,
-                      prune_count, notes: list[str]) -> list[Level]:
+                      prune_count, notes: list[str], max_teams: int | None = None) -> list[Level]:
     m = ctx.num_models
     kept = np.arange(m, dtype=np.int64)[:, None]
     blocked = team_keys(np.zeros((0, 1), dtype=np.int64))
@@ -252,6 +252,10 @@ def bounded_hq_levels(ctx: BoundedContext, beta: float, max_size: int, width: in
         refused = cand[bad]
         cand, par, add = cand[~bad], par[~bad], add[~bad]
         t = cand.shape[0]
+        if max_teams is not None and t > max_teams:
+            raise TooManyTeams(
+                f"bounded HQ: teams of size {size} number {t:,} candidates, more than the limit "
+                f"of {max_teams:,}; use a smaller --width or raise --max-teams (max_teams=...)")
         if t == 0:
             notes.append(f"bounded HQ stopped at size {size}: no candidate is left")
             break

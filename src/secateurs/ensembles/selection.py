@@ -347,7 +347,7 @@ def _select_one(pool: PredictionPool, method: str, metric: str, beta: float,
                     "available with bounded HQ; drop --resample or use a smaller --max-size")
             size = min(m - 1, BOUNDED_MAX_SIZE) if max_size is None else max_size
             ctx = BoundedContext(pool, metric, vote, weights, focal, weighting)
-            levels = bounded_hq_levels(ctx, beta, size, width, _prune_count, notes)
+            levels = bounded_hq_levels(ctx, beta, size, width, _prune_count, notes, max_teams)
             notes.insert(0, "search rule: " + bounded_rule(width))
             ran = "bounded"
             model_accuracy, pool_accuracy = ctx.model_accuracy, ctx.pool_accuracy
