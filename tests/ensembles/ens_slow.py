@@ -266,3 +266,135 @@ def draw(seed: int, **choices):
         else:
             out[name] = spec[int(rng.integers(len(spec)))]
     return out
+
+
+# ----------------------------------------------------------------------------- bounded HQ
+def bounded_slow(m, beta, max_size, width, div_fn, acc_fn, pool_acc):
+    """The bounded-HQ rule of docs/ensembles.md with sets and loops: [(size, cands, pruned, kept)]."""
+    kept = [(i,) for i in range(m)]
+    pruned_pairs: set = set()
+    blocked: set = set()
+    levels = []
+    for size in range(2, max_size + 1):
+        children = sorted({tuple(sorted(set(u) | {j})) for u in kept for j in range(m) if j not in u})
+        cands, refused = [], []
+        for t in children:
+            bad = any(p in pruned_pairs for p in combinations(t, 2)) or any(
+                s in blocked for s in combinations(t, size - 1))
+            (refused if bad else cands).append(t)
+        if not cands:
+            break
+        div = dict(zip(cands, div_fn(cands), strict=True))
+        acc = {t: acc_fn(t) for t in cands}
+        order = sorted(cands, key=lambda t: (div[t], acc[t], t))
+        n_prune = math.floor(Fraction(str(beta)) * len(cands))
+        pruned, surv = order[:n_prune], order[n_prune:]
+        keep = sorted(sorted(surv, key=lambda t: (-div[t], -acc[t], t))[:width])
+        if size == 2:
+            pruned_pairs = set(pruned)
+        blocked = set(pruned) | set(refused)
+        levels.append((size, cands, sorted(pruned), keep))
+        kept = keep
+        if any(acc[t] >= pool_acc for t in keep):
+            break
+    return levels
+
+
+# ----------------------------------------------------------------------------- baselines
+def kappa0(pi, pj, c):
+    """Cohen's kappa of two label lists; 0 where undefined (p_e = 1)."""
+    n = len(pi)
+    po = sum(1 for a, b in zip(pi, pj, strict=True) if a == b) / n
+    pe = sum((list(pi).count(k) / n) * (list(pj).count(k) / n) for k in range(c))
+    return 0.0 if pe == 1.0 else (po - pe) / (1 - pe)
+
+
+def votes_slow(preds, c, k):
+    v = [0] * c
+    for p in preds:
+        v[p[k]] += 1
+    return v
+
+
+def rank_slow(probs, labels, criterion, size):
+    preds, correct = preds_correct(probs, labels)
+    m, n, c = len(probs), len(labels), len(probs[0][0])
+    score = []
+    for i in range(m):
+        if criterion == "error":
+            score.append(sum(1 for x in correct[i] if not x) / n)
+        elif criterion == "kappa":
+            score.append(min(kappa0(preds[i], preds[j], c) for j in range(m) if j != i))
+        elif criterion == "margin-diversity":
+            total = 0.0
+            for k in range(n):
+                if not correct[i][k]:
+                    continue
+                v = votes_slow(preds, c, k)
+                vy = v[labels[k]]
+                v2 = max(v[j] for j in range(c) if j != labels[k])
+                margin = (vy - v2) / m
+                if margin == 0:
+                    margin = 0.01
+                total += 0.2 * math.log(abs(margin)) + 0.8 * math.log(vy / m)
+            score.append(total)
+        else:  # contribution
+            total = 0
+            for k in range(n):
+                v = votes_slow(preds, c, k)
+                srt = sorted(v, reverse=True)
+                vmax, vsec, vpred, vy = srt[0], srt[1], v[preds[i][k]], v[labels[k]]
+                if correct[i][k] and vpred < vmax:
+                    total += 2 * vmax - vpred
+                elif correct[i][k]:
+                    total += vsec
+                else:
+                    total += vy - vpred - vmax
+            score.append(total)
+    sign = 1 if criterion in ("error", "kappa") else -1
+    return tuple(sorted(sorted(range(m), key=lambda i: (sign * score[i], i))[:size]))
+
+
+def soft_pred_slow(probs, team, k):
+    c = len(probs[0][0])
+    s = [sum(probs[i][k][j] for i in team) for j in range(c)]
+    return s.index(max(s))
+
+
+def greedy_slow(probs, labels, criterion, size, p=0.075, rho=0.25):
+    preds, correct = preds_correct(probs, labels)
+    m, n = len(probs), len(labels)
+    chosen = []
+
+    def err(team):
+        return sum(1 for k in range(n) if soft_pred_slow(probs, team, k) != labels[k]) / n
+
+    for _ in range(size):
+        rest = [i for i in range(m) if i not in chosen]
+        if criterion == "reduced-error":
+            pick = min(rest, key=lambda i: (err(chosen + [i]), i))
+        elif criterion == "complementariness":
+            def gain(i):
+                return sum(1 for k in range(n) if correct[i][k] and (
+                    not chosen or soft_pred_slow(probs, chosen, k) != labels[k]))
+            pick = min(rest, key=lambda i: (-gain(i), i))
+        elif criterion == "margin-distance":
+            def dist(i):
+                team = chosen + [i]
+                tot = 0.0
+                for k in range(n):
+                    cs = sum(2 * correct[t][k] - 1 for t in team) / len(team)
+                    tot += (cs - p) ** 2
+                return tot / n
+            pick = min(rest, key=lambda i: (dist(i), i))
+        else:  # drep
+            if not chosen:
+                pick = min(rest, key=lambda i: (-sum(correct[i]), i))
+            else:
+                team_pred = [soft_pred_slow(probs, chosen, k) for k in range(n)]
+                agree = {i: sum(1 for k in range(n) if preds[i][k] == team_pred[k]) / n
+                         for i in rest}
+                few = sorted(rest, key=lambda i: (agree[i], i))[: math.ceil(rho * len(rest))]
+                pick = min(few, key=lambda i: (err(chosen + [i]), i))
+        chosen.append(pick)
+    return tuple(sorted(chosen))

@@ -138,3 +138,72 @@ def test_user_errors_exit_non_zero_with_one_line(pool_dir, tmp_path, capsys, arg
     assert message in err
     assert len(err.splitlines()) == 1 and err.startswith("error: ")
     assert "Traceback" not in captured.out + captured.err
+
+
+def test_select_json_shape_baselines_consensus_and_compare(pool_dir, capsys):
+    pool = load_predictions(pool_dir)
+    assert main(["select", "--predictions", str(pool_dir), "--method", "greedy",
+                 "--criterion", "reduced-error", "--size", "3", "--json"]) == 0
+    out = _json(capsys)
+    assert out["models"] == list(pool.names) and out["consensus"] is None
+    (r,) = out["results"]
+    assert r["method"] == "greedy" and r["criterion"] == "reduced-error"
+    assert r["recommended"]["size"] == 3
+    assert isinstance(r["recommended"]["selection_accuracy"], float)
+    assert all(isinstance(i, int) for i in r["recommended"]["indices"])
+    assert r["recommended"]["names"] == [pool.names[i] for i in r["recommended"]["indices"]]
+
+    assert main(["select", "--predictions", str(pool_dir), "--metric", "gd,kw,ck", "--consensus",
+                 "--quorum", "2", "--compare", "--json"]) == 0
+    out = _json(capsys)
+    assert [r["metric"] for r in out["results"]] == ["gd", "kw", "ck"]
+    c = out["consensus"]
+    assert c["method"] == "consensus" and c["quorum"] == 2 and "per_metric" not in c
+    cmp = out["comparison"]
+    k = c["recommended"]["size"]
+    assert cmp["size"] == k and cmp["has_test"] is True and cmp["num_models"] == 5
+    methods = [(row["method"], row["criterion"]) for row in cmp["rows"]]
+    assert methods[0] == ("consensus", None)
+    assert ("greedy", "drep") in methods and ("cluster", "accuracy") in methods
+    assert ("rank", "margin-diversity") in methods and ("random", "uniform") in methods
+    for row in cmp["rows"]:
+        assert row["size"] == k and row["size_fraction"] == pytest.approx(k / 5)
+        assert isinstance(row["test_accuracy"], float) and row["macs_fraction"] is None
+        assert row["params_fraction"] > 0
+        assert row["names"] == [pool.names[i] for i in row["indices"]]
+
+    assert main(["select", "--predictions", str(pool_dir), "--hq-variant", "bounded",
+                 "--width", "3", "--compare"]) == 0
+    text = capsys.readouterr().out
+    assert "bounded HQ (W=3)" in text and "dropped" in text and "Comparison at team size" in text
+    assert "greedy (reduced-error)" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--consensus", "--method", "greedy"], "--consensus combines HQ runs"),
+    (["--quorum", "2"], "--quorum is only used with --consensus"),
+    (["--consensus", "--metric", "gd,kw", "--quorum", "3"], "quorum must be an integer from 1 to 2"),
+    (["--method", "rank", "--criterion", "drep", "--size", "2"], "unknown criterion 'drep'"),
+    (["--hq-variant", "beam"], "unknown HQ variant 'beam'"),
+    (["--hq-variant", "bounded", "--width", "0"], "width must be an integer >= 1"),
+])
+def test_select_new_option_errors(pool_dir, capsys, args, message):
+    assert main(["select", "--predictions", str(pool_dir), *args]) != 0
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_manifest_gives_the_model_order(tmp_path, capsys):
+    probs, labels = random_pool(9, 4, 50, 3, copies=False)
+    names = ["zeta", "alpha", "mid", "beta"]  # config order, not sorted
+    save_predictions(tmp_path / "p", names, probs, labels)
+    pool = load_predictions(tmp_path / "p")
+    assert pool.names == tuple(names)
+    np.testing.assert_array_equal(pool.selection.probs[0], probs[0])
+    assert main(["select", "--predictions", str(tmp_path / "p"), "--json"]) == 0
+    out = _json(capsys)
+    assert out["models"] == names
+    rec = out["results"][0]["recommended"]
+    assert rec["names"] == [names[i] for i in rec["indices"]]
+    (tmp_path / "p" / "pool.json").unlink()
+    assert load_predictions(tmp_path / "p").names == tuple(sorted(names))

@@ -174,3 +174,39 @@ def test_writer_validates_and_refuses_foreign_files(tmp_path):
         save_predictions(tmp_path / "y", ["p", "q", "r"], probs, labels)
     with pytest.raises(DataError, match="another pool"):  # would leave a stale test split
         save_predictions(tmp_path / "y", names, probs, labels)
+
+
+def test_manifest_orders_models_and_must_match_the_files(tmp_path):
+    names, probs, labels, tp, tl = _arrays(m=3)
+    order = [names[2], names[0], names[1]]
+    save_predictions(tmp_path / "p", order, probs, labels, tp, tl)
+    pool = load_predictions(tmp_path / "p")
+    assert pool.names == tuple(order)
+    np.testing.assert_array_equal(pool.selection.probs, probs)
+    np.testing.assert_array_equal(pool.test.probs, tp)  # test split follows the same order
+    manifest = tmp_path / "p" / "pool.json"
+    assert json.loads(manifest.read_text()) == {"models": order}
+    manifest.write_text(json.dumps({"models": order[:2]}))
+    with pytest.raises(DataError, match=r"files not in the manifest: \['net-1.npy'\]"):
+        load_predictions(tmp_path / "p")
+    manifest.write_text(json.dumps({"models": [*order, "ghost"]}))
+    with pytest.raises(DataError, match=r"missing files: \['ghost.npy'\]"):
+        load_predictions(tmp_path / "p")
+    manifest.write_text(json.dumps({"models": [order[0], order[0], order[1], order[2]]}))
+    with pytest.raises(DataError, match="lists a model twice"):
+        load_predictions(tmp_path / "p")
+    manifest.write_text(json.dumps(["a", "b"]))
+    with pytest.raises(DataError, match='must be {"models"'):
+        load_predictions(tmp_path / "p")
+    manifest.write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_predictions(tmp_path / "p")
+
+
+def test_more_than_62_models_load(tmp_path):
+    probs, labels = random_pool(3, 65, 12, 3, copies=False)
+    names = [f"m{i:02d}" for i in range(65)]
+    pool = PredictionPool.from_arrays(names, probs, labels)
+    assert pool.num_models == 65
+    save_predictions(tmp_path / "big", names, probs, labels)
+    assert load_predictions(tmp_path / "big").names == tuple(names)

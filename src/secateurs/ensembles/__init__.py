@@ -28,7 +28,6 @@ from .api import (
 from .baselines import BASELINES, DEFAULT_CRITERION
 from .consensus import CONSENSUS_RULE, ConsensusLevel, ConsensusResult
 from .diversity import team_diversity, team_focal_diversity
-from .hq_bounded import BOUNDED_MAX_SIZE, DEFAULT_WIDTH, FAST_METRICS, bounded_rule
 from .focal import (
     RESAMPLE_SIZE,
     RESAMPLE_TIMES,
@@ -40,6 +39,7 @@ from .focal import (
     member_weights,
     plain_diversity,
 )
+from .hq_bounded import BOUNDED_MAX_SIZE, DEFAULT_WIDTH, FAST_METRICS, bounded_rule
 from .interchange import MANIFEST, load_predictions, save_predictions
 from .metrics import (
     DEGENERATE,

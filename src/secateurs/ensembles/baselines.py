@@ -9,6 +9,7 @@ class) as defined; ties between models go to the lowest index.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -178,7 +179,7 @@ def greedy_select(split: Split, criterion: str, size: int) -> np.ndarray:
     signature = np.zeros(split.num_samples)
     sig = 2.0 * correct - 1.0  # [M, N]
     acc = split.accuracy
-    for step in range(size):
+    for _ in range(size):
         rest = np.array([i for i in range(m) if i not in chosen], dtype=np.int64)
         if criterion == "reduced-error":
             crit = -_soft_right_with_each(split, total, rest).astype(np.float64)
@@ -220,7 +221,9 @@ def cluster_select(split: Split, criterion: str, size: int, seed: int) -> np.nda
     if size == m:
         return np.arange(m)
     n_init = 10 if x.size <= CLUSTER_FULL_INIT else 1
-    km = KMeans(n_clusters=size, n_init=n_init, random_state=seed).fit(x)
+    with warnings.catch_warnings():  # fewer distinct models than clusters: handled below
+        warnings.simplefilter("ignore", category=UserWarning)
+        km = KMeans(n_clusters=size, n_init=n_init, random_state=seed).fit(x)
     chosen: list[int] = []
     for k in range(size):
         members = np.flatnonzero(km.labels_ == k)

@@ -58,10 +58,10 @@ def _g_functions(metric: str, size: int):
     """Per-sample functions of l (members right) whose sums give the metric, for team size L."""
     L = size
     if metric in ("kw", "bd"):
-        return [lambda l: l * (L - l)]
+        return [lambda r: r * (L - r)]
     if metric == "gd":
-        return [lambda l: L - l, lambda l: (L - l) * (L - l - 1)]
-    return [lambda l: np.minimum(l, L - l)]  # en
+        return [lambda r: L - r, lambda r: (L - r) * (L - r - 1)]
+    return [lambda r: np.minimum(r, L - r)]  # en
 
 
 def _raw_from_sums(metric: str, sums: list[np.ndarray], n: np.ndarray, size: int) -> np.ndarray:

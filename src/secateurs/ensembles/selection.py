@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import numbers
 import time
-from math import comb
 from collections.abc import Sequence
 from fractions import Fraction
+from math import comb
 from typing import overload
 
 import numpy as np
 
 from ..errors import ConfigError
-from .focal import WEIGHTINGS, focal_diversity, focal_stats, plain_diversity
-from .metrics import check_metric, sample_stats
-from .pool import PredictionPool
-from .results import Level, SelectionResult, TeamReport, TeamStats
 from .baselines import BASELINES as _BASELINES
+from .focal import WEIGHTINGS, focal_diversity, focal_stats, plain_diversity
 from .hq_bounded import (
     BOUNDED_MAX_SIZE,
     DEFAULT_WIDTH,
@@ -31,6 +28,9 @@ from .hq_bounded import (
     bounded_rule,
     check_width,
 )
+from .metrics import check_metric, sample_stats
+from .pool import PredictionPool
+from .results import Level, SelectionResult, TeamReport, TeamStats
 from .teams import (
     DEFAULT_MAX_TEAMS,
     TooManyTeams,
