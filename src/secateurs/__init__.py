@@ -29,6 +29,8 @@ _EXPORTS = {
     "save_exported": "pruning", "load_exported": "pruning",
     "PredictionPool": "ensembles", "select_team": "ensembles", "load_predictions": "ensembles",
     "save_predictions": "ensembles",
+    "TeamEnsemble": "deploy", "load_team": "deploy", "save_team": "deploy",
+    "export_team_from_run": "deploy",
     "run_prune_study": "experiments", "run_experiment": "experiments", "load_config": "experiments",
     "mean_interval": "reporting", "compare_paired": "reporting",
     "run_sweep": "experiments.sweep", "interpret_study": "reporting.interpret",

@@ -246,6 +246,8 @@ def test_predict_runs_a_single_export_and_a_team(tmp_path, team_file, digits):
         expected = float((masked(digits.x_test).argmax(1) == digits.y_test).double().mean())
     assert single["kind"] == "model" and single["accuracy"] == expected
     assert single["samples"] == len(digits.y_test)
+    save_exported(tmp_path / "folder", exported)  # the folder form of an export too
+    assert evaluate_on(load_deployed(tmp_path / "folder"), "digits")["accuracy"] == expected
     team = evaluate_on(load_deployed(team_file), "digits", split="val")
     assert team["kind"] == "team" and team["members"] == ["a", "b"]
     assert set(team["member_accuracy"]) == {"a", "b"} and team["recorded"] is None

@@ -52,19 +52,21 @@ def test_end_to_end_tiny_config(first_run):
         "pareto.csv",
     ):
         assert (out / name).is_file(), name
-    # 2 metrics x 2 levels x 2 focal metrics rows, one table per scope.
-    assert len(results["table"]) == 8
+    # 2 metrics x 2 levels x (2 focal metrics + their consensus) rows, one table per scope.
+    assert len(results["table"]) == 12
     assert {r["scope"] for r in results["table"]} == {"global", "layer"}
     # Each pool is on disk in the interchange format, and `select` on it by hand agrees.
+    # Its manifest keeps config order (fc12 would sort first), so team indices agree too.
     pool = load_predictions(out / "pools" / "minimum" / "p50")
-    assert sorted(pool.names) == sorted(["fc8-s0", "fc8-s1", "fc12-s2"])
+    assert list(pool.names) == ["fc8-s0", "fc8-s1", "fc12-s2"]
     again = select_team(pool, method="hq", metric="gd", beta=0.1)
     row = next(
         r
         for r in results["table"]
         if r["metric"] == "minimum" and r["level"] == 0.5 and r["focal_metric"] == "gd"
     )
-    assert sorted(row["team_names"].split()) == sorted(again.recommended.names)
+    assert row["team_names"].split() == list(again.recommended.names)
+    assert row["team"] == "{" + ",".join(map(str, again.recommended.indices)) + "}"
     assert row["team_test_acc"] == pytest.approx(again.recommended.test_accuracy)
     # Snapshots: level 0 is the unpruned round; level 0.5 the round nearest 50% pruned.
     for r in results["table"]:

@@ -40,8 +40,10 @@ def test_seed_shaped_config_runs_to_a_complete_report(tmp_path):
     for name in ("results.json", "report.md", "report.html", "table_global.csv",
                  "table_layer.csv", "pareto.csv", "pareto.png"):
         assert (out / name).is_file(), name
-    # 6 metrics x 3 levels x 4 focal metrics rows, each with a team of the 5-model pool
-    assert len(results["table"]) == 6 * 3 * 4
+    # 6 metrics x 3 levels x (4 focal metrics + their consensus) rows, each with a team of the
+    # 5-model pool
+    assert len(results["table"]) == 6 * 3 * 5
+    assert sum(r["focal_metric"] == "consensus" for r in results["table"]) == 6 * 3
     assert all(1 <= r["size"] <= 4 for r in results["table"])
     mixed = results["mixed"]
     assert len(mixed["models"]) == 65 == len(results["snapshots"])
@@ -52,6 +54,9 @@ def test_seed_shaped_config_runs_to_a_complete_report(tmp_path):
         assert rec is not None and 1 <= rec["size"] <= 5
     report = (out / "report.md").read_text()
     assert "Mixed pool of every snapshot" in report and "65 models" in report
+    # HQ against every baseline at equal size, for each of the 18 pools and the mixed one
+    assert len(results["comparison"]["pools"]) == 6 * 3 + 1
+    assert "### Pool `mixed` (M = 65" in report
     # the mixed pool's team deploys and gives the reported accuracy
     row = "mixed/gd"
     summary = export_team_from_run(out, tmp_path / "team.safetensors", row=row)

@@ -105,7 +105,8 @@ def test_members_by_name_any_vote_and_the_cli(run, tmp_path, capsys):
 def test_export_team_errors(run, tmp_path, capsys):
     out, _ = run
     target = tmp_path / "t.safetensors"
-    with pytest.raises(ConfigError, match=r"no team row 'minimum/p30/gd'.*rows: minimum/p0/gd"):
+    with pytest.raises(ConfigError, match=r"no team row 'minimum/p30/gd'.*rows: minimum/p0/consensus, minimum/p0/gd, "
+                       r".*mixed/consensus.*and 55 baseline rows"):  # 5 pools x 11 baselines
         export_team_from_run(out, target, row="minimum/p30/gd")
     with pytest.raises(ConfigError, match=r"unknown snapshot 'fc8-s9-p0'.*snapshots: fc8-s0-p0"):
         export_team_from_run(out, target, members=["fc8-s0-p0", "fc8-s9-p0"])
@@ -138,3 +139,46 @@ def test_a_corrupt_snapshot_weights_file_is_named(run, tmp_path):
     (copy_dir / link["weights"]).write_bytes(b"broken")
     with pytest.raises(DataError, match=r"snapshot 'fc8-s0-p0': cannot read its weights"):
         export_team_from_run(copy_dir, tmp_path / "t.safetensors", members=["fc8-s0-p0"])
+
+
+def test_consensus_rows_and_the_comparison_at_equal_team_size(run, tmp_path):
+    from secateurs.ensembles import load_predictions, select_consensus, team_accuracy
+    from secateurs.experiments.comparison import flat_rows
+
+    out, results = run
+    consensus_rows = [r for r in results["table"] if r["focal_metric"] == "consensus"]
+    assert len(consensus_rows) == 4  # one per metric x level
+    pools = {p["pool"]: p for p in results["comparison"]["pools"]}
+    assert set(pools) == set(results["pools"])  # every pool, the mixed one too
+    for tag, p in pools.items():
+        pool = load_predictions(out / results["pools"][tag]["folder"])  # read in manifest order
+        assert list(pool.names) == results["pools"][tag]["models"]
+        want = select_consensus(pool, metrics=["gd", "kw"], beta=0.1,
+                                max_size=3 if tag == "mixed" else None)
+        rows = {r["row"]: r for g in p["groups"] for r in g["rows"]}
+        assert tuple(rows[f"{tag}/consensus"]["team"]) == want.recommended.indices
+        for g in p["groups"]:
+            assert g["references"] and all(r["size"] == g["size"] for r in g["rows"])
+            methods = [r["method"] for r in g["rows"][len(g["references"]):]]
+            assert {"random", "rank", "greedy", "cluster"} <= set(methods)
+            for r in g["rows"]:  # accuracies and costs recomputed from the pool folder
+                assert r["val_acc"] == team_accuracy(pool, r["team"], "soft", "selection")
+                assert r["test_acc"] == team_accuracy(pool, r["team"], "soft", "test")
+                assert r["cost"] == r["size"] / pool.num_models
+                macs = sum(results["snapshots"][m]["macs"] for m in r["members"])
+                assert r["mac_fraction"] == pytest.approx(macs / results["unpruned_pool_macs"])
+                assert [pool.names[i] for i in r["team"]] == r["names"]
+    # the table's HQ rows are the comparison's reference rows
+    for row in results["table"]:
+        if row["team_snapshots"]:
+            ref = next(r for r in flat_rows(results["comparison"]) if r["row"] == row["row"])
+            assert ref["members"] == row["team_snapshots"]
+            assert ref["test_acc"] == row["team_test_acc"]
+    report = (out / "report.md").read_text()
+    assert "HQ against the baselines" in report and "`mixed/consensus`" in report
+    assert (out / "comparison.csv").is_file()
+    # any comparison row deploys, and reproduces its test accuracy
+    baseline = next(r for r in flat_rows(results["comparison"]) if r["method"] == "greedy")
+    export_team_from_run(out, tmp_path / "b.safetensors", row=baseline["row"])
+    got = evaluate_on(load_deployed(tmp_path / "b.safetensors"), "digits")
+    assert got["accuracy"] == baseline["test_acc"]

@@ -8,7 +8,10 @@ import typer
 
 from ..errors import ConfigError
 from .main import app
-from .options import DataDir, JsonOut, console, print_json
+
+# (defined here rather than taken from .options, which imports torch, so that --help stays fast)
+JsonOut = typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")
+DataDir = typer.Option(None, "--data-dir", help="Folder holding the dataset's files.")
 
 
 @app.command("export-team")
@@ -34,6 +37,7 @@ def export_team(
 ) -> None:
     """Write one file holding a team's physically pruned members and its vote rule."""
     from ..deploy import export_team_from_run
+    from .options import console, print_json
 
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out {out}: expected a file name ending in .safetensors")
@@ -68,6 +72,7 @@ def predict(
 ) -> None:
     """Run a team file or an export on a dataset split and report its accuracy."""
     from ..deploy import evaluate_on, load_deployed
+    from .options import console, print_json
 
     deployed = load_deployed(model)
     result = evaluate_on(

@@ -55,8 +55,9 @@ def team_rows(results: dict) -> dict[str, dict[str, Any]]:
     from ..experiments.comparison import flat_rows
 
     for r in flat_rows(results.get("comparison") or {"pools": []}):
-        if r.get("row") and r.get("members"):
+        if r.get("row") and r.get("members") and r["row"] not in rows:
             rows[r["row"]] = {
+                "comparison": r.get("method") not in ("hq", "consensus"),
                 "members": list(r["members"]),
                 "pool": r.get("pool"),
                 "val_acc": r.get("val_acc"),
@@ -159,7 +160,10 @@ def export_team_from_run(
     if row is not None:
         rows = team_rows(results)
         if row not in rows:
-            raise ConfigError(f"no team row {row!r} in {run}; rows: {_choices(sorted(rows))}")
+            main = sorted(k for k, v in rows.items() if not v.get("comparison"))
+            extra = len(rows) - len(main)
+            more = f"; and {extra} baseline rows (the `row` column of comparison.csv)" if extra else ""
+            raise ConfigError(f"no team row {row!r} in {run}; rows: {_choices(main)}{more}")
         chosen = rows[row]
         names = chosen["members"]
     else:

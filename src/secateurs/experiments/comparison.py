@@ -2,15 +2,13 @@
 HQ's (and the consensus's) recommended team next to every baseline at the same team size, with
 selection and test accuracy and cost (size / M and MACs over the whole unpruned pool).
 
-``python -m secateurs.experiments.comparison RUN`` prints the comparison of a finished run as
+``python -m secateurs.experiments.baselines_page RUN`` prints the comparison of a finished run as
 Markdown (what docs/results/fashion-mnist-baselines.md holds).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from ..ensembles import (
@@ -121,6 +119,31 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.2f}"
 
 
+def _summary(pools: list[dict]) -> list[str]:
+    """One line per (pool, reference team): where it stands among the baselines of its size."""
+    head = ["pool", "reference", "size", "test acc %", "baselines' test acc % (min / mean / max)",
+            "baselines above / equal / below on test", "baselines reaching its val acc"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in pools:
+        for g in p["groups"]:
+            refs, base = g["rows"][: len(g["references"])], g["rows"][len(g["references"]):]
+            tests = [b["test_acc"] for b in base if b["test_acc"] is not None]
+            for r in refs:
+                t = r["test_acc"]
+                if t is None or not tests:
+                    continue
+                above = sum(x > t for x in tests)
+                equal = sum(x == t for x in tests)
+                reach = sum(b["val_acc"] >= r["val_acc"] for b in base)
+                lines.append("| " + " | ".join([
+                    f"`{p['pool']}`", r["label"], str(r["size"]), _pct(t),
+                    f"{_pct(min(tests))} / {_pct(sum(tests) / len(tests))} / {_pct(max(tests))}",
+                    f"{above} / {equal} / {len(tests) - above - equal}",
+                    f"{reach} of {len(base)}",
+                ]) + " |")
+    return ["Summary: each reference team against the baselines of the same size.", ""] + lines
+
+
 def comparison_markdown(results: dict) -> str:
     """The comparison section of the report: one table per pool, the mixed pool first."""
     comparison = results.get("comparison")
@@ -138,6 +161,7 @@ def comparison_markdown(results: dict) -> str:
         "export-team --row` takes.",
         "",
     ]
+    parts += _summary(pools) + [""]
     head = ["method", "team", "size", "val acc %", "test acc %", "size / M", "MACs / unpruned",
             "row"]
     for p in pools:
@@ -162,23 +186,3 @@ def comparison_markdown(results: dict) -> str:
                 ]) + " |")
         parts.append("")
     return "\n".join(parts)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ..deploy.from_run import read_run
-
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m secateurs.experiments.comparison RUN_FOLDER", file=sys.stderr)
-        return 2
-    results = read_run(Path(argv[0]))
-    text = comparison_markdown(results)
-    if not text:
-        print(f"{argv[0]} has no comparison (run it again with this version)", file=sys.stderr)
-        return 1
-    sys.stdout.write(text + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

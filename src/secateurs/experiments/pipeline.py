@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from ..ensembles import (
-    MANIFEST,
     ConsensusResult,
     PredictionPool,
     predict,
@@ -36,9 +35,6 @@ from .config import dump_config, validate
 from .executors import run_local, run_ray
 from .lock import run_lock
 from .tasks import check_models, check_task, is_done, read_task, task_dir, task_specs, write_payload
-
-#: The manifest of a pool folder: ``{"models": [names in the pool's order]}``.
-POOL_MANIFEST = MANIFEST
 
 
 @dataclass
@@ -241,8 +237,6 @@ def _save_pool(pool: PredictionPool, folder: Path) -> None:
     """The pool in the interchange format with its manifest ``pool.json`` (written by
     ``save_predictions``): models in config order, the order team indices refer to everywhere."""
     pool.save(folder)
-    if not (folder / POOL_MANIFEST).is_file():  # pragma: no cover - save_predictions writes it
-        write_json(folder / POOL_MANIFEST, {"models": list(pool.names)})
 
 
 def _snapshot_links(snaps: list[Snapshot], y_val, y_test) -> dict[str, dict]:
