@@ -103,6 +103,12 @@ def test_a_bad_choice_is_refused_in_one_line_naming_the_value_and_the_choices(ca
     assert f"'{bad}'" in err and "is not one of" in err and f"secateurs {argv[0]} --help" in err
 
 
+def test_no_arguments_show_the_help(capsys):
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Usage: secateurs") and "\nCommands:\n" in err and "error" not in err
+
+
 def test_a_missing_required_option_is_one_line(capsys):
     assert main(["train"]) == 2
     err = capsys.readouterr().err
