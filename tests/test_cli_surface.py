@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _python(code: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True,
-                          timeout=120, **kw)
+                          timeout=600, **kw)  # seconds when idle; generous for a loaded machine
 
 
 def test_help_of_every_command_answers_without_importing_torch():
@@ -305,3 +305,23 @@ def test_prune_table_through_a_pipe_at_80_columns(tmp_path):
     table = [line for line in r.stdout.splitlines() if line.startswith(("minimum_layer ",
                                                                           "random_layer "))]
     assert len(table) == 2 and all(re.search(r"\d\.\d{4} at \d\.\d\d$", t) for t in table)
+
+
+def test_run_tables_in_text_show_every_row(capsys):
+    from secateurs.cli.run_cmds import _show
+
+    row = {"metric": "minimum_layer", "scope": "layer", "level": 0.5, "pruned": 0.493,
+           "focal_metric": "gd", "pool_val_acc": 0.97, "pool_test_acc": 0.9694,
+           "best_single_test_acc": 0.95, "team": "{0,2}", "team_names": "fc40 fc24", "size": 2,
+           "cost": 0.4, "mac_fraction": 0.31, "team_val_acc": 0.97, "team_test_acc": 0.9722,
+           "difference": 0.0028}
+    empty = {**row, "metric": "minimum", "scope": "global", "focal_metric": "kw", "team": "",
+             "team_names": "", "size": 0, "cost": None, "mac_fraction": None,
+             "team_val_acc": None, "team_test_acc": None, "difference": None}
+    _show({"table": [row, empty], "seconds": 3.0}, "runs/x", json_out=False)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("Global metrics") and any(line.startswith("Layer-wise") for line in lines)
+    assert any(line.startswith("minimum_layer ") and "{0,2}" in line and "+0.28" in line
+               for line in lines)
+    assert "report: runs/x/report.md" in out and "…" not in out
