@@ -55,7 +55,7 @@ print("ok")
 
 def test_version():
     r = subprocess.run([sys.executable, "-m", "secateurs", "--version"], env=ENV,
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=600)
     from secateurs import __version__
 
     assert r.returncode == 0 and r.stdout.strip() == f"secateurs {__version__}"
@@ -123,7 +123,7 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path):
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     lines = []
-    deadline = time.time() + 90
+    deadline = time.time() + 600  # a loaded machine can take minutes to import torch
     while time.time() < deadline:  # wait for the header: training starts right after it
         line = proc.stderr.readline()
         lines.append(line)
@@ -131,7 +131,7 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path):
             break
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    stdout, stderr = proc.communicate(timeout=300)
     err = "".join(lines) + stderr
     assert proc.returncode == 130, err
     assert "Traceback" not in err
