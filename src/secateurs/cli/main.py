@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                 return _interrupted()
             if name == "Exit":
                 return int(getattr(e, "exit_code", 0))
+            if name == "NoArgsIsHelpError":  # plain `secateurs`: the help, as click shows it
+                typer.echo(e.format_message(), err=True)
+                return e.exit_code
             if hasattr(e, "format_message") and hasattr(e, "exit_code"):
                 typer.echo(_usage_error(e), err=True)
                 return e.exit_code
