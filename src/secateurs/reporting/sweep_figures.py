@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
 from .plots import _draw_curves, _save, curves_by_round, plt
 
@@ -27,8 +27,9 @@ def plot_sweep(rows: list[dict], path: str | Path, *, title: str = "") -> Path:
         ax.set_xscale("log")
         ax.invert_xaxis()
         ax.set_xlabel("fraction of units remaining (log scale)")
-        ax.xaxis.set_major_formatter(FormatStrFormatter("%.2g"))
-        ax.xaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
+        ax.xaxis.set_major_locator(FixedLocator([1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01]))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     acc.set_ylabel("test accuracy")
     cost.set_yscale("log")
     cost.set_ylabel("training FLOPs spent to reach this size")
@@ -38,6 +39,7 @@ def plot_sweep(rows: list[dict], path: str | Path, *, title: str = "") -> Path:
         both.plot([f[1] for f in flops[label]], [p[1] for p in points], marker="o", markersize=3,
                   label=label)
     both.set_xscale("log")
+    both.xaxis.set_minor_formatter(NullFormatter())
     both.set_xlabel("training FLOPs spent (log scale)")
     both.set_ylabel("test accuracy")
     for ax in axes:
