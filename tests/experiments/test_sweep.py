@@ -74,6 +74,16 @@ def test_reach_table_takes_each_seeds_first_round_at_or_below_the_size():
     assert tenth["seeds_reaching"] == 0 and "test_acc" not in tenth
 
 
+def test_accuracy_at_exactly_a_recorded_size_despite_float_drift():
+    # three seeds at 8/80 average to 0.10000000000000002: still "exactly" the size 0.1
+    rows = [{"fraction": 0.2, "seed": s, "round": r, "remaining": rem, "test_acc": acc,
+             "cum_epochs": 1, "cum_flops": 1.0}
+            for s in range(3) for r, rem, acc in ((0, 1.0, 0.9), (1, 8 / 80, 0.7))]
+    (entry,) = reach_table(rows, [0.1])
+    assert entry["test_acc_at_target"] == pytest.approx(0.7)
+    assert entry["remaining"] > 0.1  # the drift is real
+
+
 # -- a sweep on the embedded digits ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, digits):

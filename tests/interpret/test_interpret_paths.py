@@ -109,7 +109,7 @@ def _slow_sum_pool(x):
 def test_model_b_path_strength_matches_one_hot_loops_through_every_window():
     masked = _masked("model-b:widths=2-3", 2)
     f = masked.original.features
-    head = masked.original.classifier[1]
+    head = masked.original.classifier[1].weight.detach()
     m1, m2 = torch.tensor([1, 0]).bool(), torch.tensor([1, 1, 0]).bool()
     masked.set_masks({"features.0": m1, "features.3": m2})
     want = torch.zeros(64, dtype=torch.float64)
@@ -119,8 +119,8 @@ def test_model_b_path_strength_matches_one_hot_loops_through_every_window():
         a = _slow_sum_pool(_slow_conv(x, f[0].weight.detach(), m1))
         b = _slow_sum_pool(_slow_conv(a, f[3].weight.detach(), m2))
         flat = b.flatten()
-        want[i] = sum(abs(float(head.weight[c, j])) * float(flat[j])
-                      for c in range(head.weight.shape[0]) for j in range(len(flat)))
+        want[i] = sum(abs(float(head[c, j])) * float(flat[j])
+                      for c in range(head.shape[0]) for j in range(len(flat)))
     got = input_path_strength(masked).flatten()
     assert torch.allclose(got, want, rtol=1e-9)
     assert bool((got > 0).all())  # 3x3 convolutions with zero padding reach every pixel

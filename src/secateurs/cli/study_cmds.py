@@ -50,8 +50,7 @@ def sweep(
     device: str = Device,
     json_out: bool = JsonOut,
 ) -> None:
-    """DropNet at each pruning fraction p: accuracy against size, one line per p, beside the
-    epochs and training FLOPs each p spent to reach each size (sweep.md, sweep.png)."""
+    """DropNet at several fractions p: accuracy and training FLOPs spent per size (sweep.md)."""
     from ..data import load_dataset
     from ..experiments.sweep import run_sweep
     from ..pruning import DropNetConfig
@@ -99,7 +98,9 @@ def sweep(
 
 @app.command()
 def interpret(
-    run: Path = typer.Argument(..., help="A study folder written by `secateurs prune` (or a sweep's p-P)."),
+    run: Path = typer.Argument(
+        ..., help="A study folder written by `secateurs prune` (or a sweep's p-P folder)."
+    ),
     metric: str = typer.Option(
         None, "--metric", help="Whose first layer and input paths to draw (default minimum)."
     ),
@@ -108,8 +109,7 @@ def interpret(
     out: Path = typer.Option(None, "--out", help="Output folder (default RUN/interpret)."),
     json_out: bool = JsonOut,
 ) -> None:
-    """A page of figures on what a DropNet study pruned: layer widths per round, scores of kept
-    vs dropped units, the first layer's units as images, inputs with a live path (interpret.md)."""
+    """Figures on what a DropNet study pruned: widths, scores, first-layer units, live inputs."""
     from ..reporting.interpret import interpret_study
 
     if out is not None:

@@ -66,14 +66,15 @@ def _interpolated(points: list[tuple[float, float]], remaining: float) -> float 
     """Mean accuracy at ``remaining``, linear in log(remaining) between recorded sizes (None below
     the last size or above the first)."""
     pts = sorted(points, key=lambda p: -p[0])
+    for r, a in pts:  # a recorded size (means over seeds of equal fractions drift by an ulp)
+        if abs(r - remaining) < 1e-9:
+            return a
     for (r0, a0), (r1, a1) in zip(pts, pts[1:], strict=False):
         if r1 <= remaining <= r0:
             if r0 == r1:
                 return a1
             t = (math.log(r0) - math.log(remaining)) / (math.log(r0) - math.log(r1))
             return a0 + t * (a1 - a0)
-    if pts and abs(pts[0][0] - remaining) < 1e-9:
-        return pts[0][1]
     return None
 
 

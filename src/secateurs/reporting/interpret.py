@@ -301,11 +301,12 @@ def interpret_study(
     losers = {}
     for m, runs in per_metric.items():
         ends = {k: sum(run[-1][k] for run in runs) / len(runs) for k in widths}
-        loser = min(widths, key=lambda k: ends[k] / widths[k])
-        losers[m] = loser
+        low = min(ends[k] / widths[k] for k in widths)
+        least = [k for k in widths if ends[k] / widths[k] - low < 1e-9]
+        losers[m] = least[0] if len(least) == 1 else None
         text.append(f"| {m} | {max(len(run) for run in runs) - 1} | "
                     + " | ".join(f"{ends[k]:.1f} ({ends[k] / widths[k]:.0%})" for k in widths)
-                    + f" | `{loser}` |")
+                    + f" | {'tied' if len(least) > 1 else f'`{least[0]}`'} |")
     text.append("")
     result.summary["loses_most"] = losers
 
@@ -334,11 +335,13 @@ def interpret_study(
         for m, summ in summaries.items():
             kept = [s["kept_mean"] for s in summ if s["kept_mean"] is not None]
             drop = [s["dropped_mean"] for s in summ if s["dropped_mean"] is not None]
-            scope = "in each layer" if get_metric(m).scope == "layer" else ""
+            scope = " in each layer" if get_metric(m).scope == "layer" else ""
             text.append(f"| {m} | {len(summ)} | {sum(kept) / len(kept):.4g} | "
                         f"{sum(drop) / len(drop):.4g} | "
-                        f"{sum(s['separated'] for s in summ)}/{len(summ)} {scope}|")
-        text.append("")
+                        f"{sum(s['separated'] for s in summ)}/{len(summ)}{scope} |")
+        text += ["", "A round where a dropped unit outscores a kept one is one where a layer "
+                 "reached its last unit: that unit is never dropped, whatever its score, and the "
+                 "budget passes to the next unit.", ""]
     flat = sorted(set(by_metric) - set(informative))
     if flat:
         text += [f"Metrics whose scores are all equal (nothing to draw): {', '.join(flat)} "
@@ -391,6 +394,7 @@ def interpret_study(
             text += [f"The units dropped by round {round_}{more}, labelled with the round they "
                      "were gone from, each drawn with the trained weights of the round whose "
                      "scores dropped it:", "", "![dropped units](first_layer_dropped.png)", ""]
+            text += _barely_trained(full_run, layer, dropped_units, drop_round)
         result.summary.update(first_layer=layer, kept=len(kept_units),
                               dropped=len(dropped_units))
     else:
@@ -425,6 +429,31 @@ def interpret_study(
     write_json(out / "interpret.json", {"metric": metric, "seed": seed, "round": round_,
                                         "figures": result.figures, **result.summary})
     return result
+
+
+def _barely_trained(run: DropNetResult, layer: str, units: list[int], drop_round: dict) -> list[str]:
+    """A sentence on the dropped units whose weights, when scored, were still close to their
+    initial ones (cosine similarity >= 0.9): they barely trained, so they look like noise."""
+    key = f"net.{layer}.weight"
+    theta0 = run.initial[key]
+    cos = {u: float(torch.nn.functional.cosine_similarity(
+        run.weights[drop_round[u] - 1][key][u].flatten(), theta0[u].flatten(), dim=0))
+        for u in units}
+    close = sorted((u for u in units if cos[u] >= 0.9), key=lambda u: -cos[u])
+    if not close:
+        return []
+    others = sorted(c for u, c in cos.items() if u not in close)
+    median = f", against a median of {others[len(others) // 2]:.2f} for the other dropped units" \
+        if others else ""
+    scores = [run.scores.get(drop_round[u] - 1, {}).get(layer) for u in close]
+    said = ", ".join(
+        f"#{u} (round {drop_round[u]}, cosine {cos[u]:.2f}"
+        + (f", E {sc[u]:.3g}" if sc is not None and run.metric.startswith("minimum") else "")
+        + ")" for u, sc in zip(close, scores, strict=True))
+    return [f"Dropped units whose incoming weights were still close to their initial values when "
+            f"they were scored (cosine similarity to θ0 ≥ 0.9{median}): {said}. They barely "
+            "trained (little gradient reaches a unit that rarely fires), which is why their "
+            "images look like noise.", ""]
 
 
 def _network_at(masked: MaskedNetwork, run: DropNetResult, r: int, *, all_alive: bool = False):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.ticker import NullFormatter
+
 from .plots import _draw_curves, _log_axis, curves_by_round, plt, save_figure
 
 
@@ -34,6 +36,7 @@ def plot_sweep(rows: list[dict], path: str | Path, *, title: str = "") -> Path:
         both.plot([f.mean for f in flops[label]], [100 * p.mean for p in points], marker="o",
                   markersize=3, label=label, color=colors.get(label))
     both.set_xscale("log")
+    both.xaxis.set_minor_formatter(NullFormatter())
     both.set_xlabel("training FLOPs spent (log scale)")
     both.set_ylabel("test accuracy, %")
     for ax in axes:
