@@ -113,7 +113,8 @@ class TrainingBranchCNN(nn.Module):
 
 
 class ScaledTrainingBranch(nn.Module):
-    """A deterministic ``if self.training:`` branch (so train-mode outputs can be compared)."""
+    """A deterministic ``if self.training:`` branch (an inverted-dropout-like scaling while
+    training), so train-mode outputs can be compared exactly."""
 
     def __init__(self, d_in=12, classes=CLASSES):
         super().__init__()
@@ -125,8 +126,6 @@ class ScaledTrainingBranch(nn.Module):
         h = torch.relu(self.a(x))
         if self.training:
             h = h * 0.5
-        else:
-            h = 0.5 * h
         return self.head(torch.relu(self.b(h)))
 
 
