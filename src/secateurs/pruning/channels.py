@@ -214,6 +214,8 @@ def _zero_preserving(node: fx.Node, module: nn.Module | None) -> bool:
     if module is not None:
         if isinstance(module, nn.Hardtanh):
             return module.min_val <= 0.0 <= module.max_val
+        if isinstance(module, nn.PReLU):
+            return module.num_parameters == 1
         from .masks import UnitMask
 
         return isinstance(module, (*ZERO_PRESERVING_MODULES, UnitMask))

@@ -145,11 +145,13 @@ def _tail_has_state(masked: MaskedNetwork, layer: str) -> bool:
 
 
 def _input_index(masked: MaskedNetwork, plan: dict[str, torch.Tensor], module: str):
-    src = masked.flow.space_of.get(module)
-    if src is None or src[0] not in plan:
+    space = masked.flow.space_of.get(module)
+    if space is None or not any(x in plan for x in space.layers()):
         return None
-    layer, repeat = src
-    return (plan[layer][:, None] * repeat + torch.arange(repeat)[None, :]).flatten()
+    keep = {
+        x: plan[x].tolist() if x in plan else list(range(masked.widths[x])) for x in space.layers()
+    }
+    return torch.tensor(space.input_index(keep), dtype=torch.long)
 
 
 def _take(module: nn.Module, name: str, dim: int, index: torch.Tensor) -> None:

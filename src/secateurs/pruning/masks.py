@@ -143,6 +143,16 @@ def _graph_module(source: nn.Module, root: nn.Module, graph: fx.Graph) -> fx.Gra
     return fx.GraphModule(root, graph, class_name=type(source).__name__)
 
 
+def traced_graphs(model: nn.Module) -> list[fx.GraphModule]:
+    """The model traced in eval mode, and in train mode too if its forward differs (the second
+    shares every module of the first)."""
+    eval_graph, train_graph = _trace(model, False), _trace(model, True)
+    gm = fx.GraphModule(model, eval_graph, class_name=type(model).__name__)
+    if train_graph.python_code("self").src == eval_graph.python_code("self").src:
+        return [gm]
+    return [gm, _graph_module(model, gm, train_graph)]
+
+
 def propagate_shapes(gm: fx.GraphModule, example_input: torch.Tensor, training: bool = False):
     """Annotate every node with its output shape by running ``example_input`` once, without
     gradients and without changing any buffer (BatchNorm statistics) or the random state;
@@ -177,6 +187,8 @@ def _is_tail_op(node: fx.Node, gm: fx.GraphModule, calls, on_dim1: bool) -> bool
             # per unit only when units are on dim 1; a module with state used at two places
             # cannot be sliced for one of them
             return on_dim1 and len(calls[str(node.target)]) == 1
+        if isinstance(module, nn.PReLU):
+            return module.num_parameters == 1
         return isinstance(module, _TAIL_MODULES)
     if node.op == "call_function":
         return node.target in _TAIL_FUNCTIONS
@@ -257,11 +269,8 @@ class MaskedNetwork(nn.Module):
         super().__init__()
         if hasattr(model, MASKS_ATTR):
             raise ConfigError(f"the model already has an attribute {MASKS_ATTR!r}")
-        eval_graph, train_graph = _trace(model, False), _trace(model, True)
-        gm = fx.GraphModule(model, eval_graph, class_name=type(model).__name__)
-        two_modes = train_graph.python_code("self").src != eval_graph.python_code("self").src
-        gm_train = _graph_module(model, gm, train_graph) if two_modes else None
-        graphs = [gm] + ([gm_train] if gm_train is not None else [])
+        graphs = traced_graphs(model)
+        gm, gm_train = graphs[0], (graphs[1] if len(graphs) > 1 else None)
         self.skipped: dict[str, str] = {}
         if layers is None:
             layers = getattr(model, "prunable_layers", None)
