@@ -24,7 +24,7 @@ from secateurs.errors import ConfigError
 from secateurs.pruning.counting import count_params_macs
 from secateurs.pruning.dropnet import DropNet, DropNetConfig
 from secateurs.pruning.importance import unit_scores
-from secateurs.pruning.masks import MaskedNetwork, UnitMask
+from secateurs.pruning.masks import MaskedNetwork
 from secateurs.pruning.surgery import export_pruned, load_exported, save_exported
 from secateurs.training import TrainConfig
 
@@ -96,6 +96,11 @@ CASES = [
     (um.SequentialBNDropout, vectors, ("0", "4"), True),
     (um.Conv3dNet, volumes, ("c1", "c2"), False),
     (um.PermutedConv1dTokens, sequences, ("conv", "tok"), False),
+    (um.GroupNormPReLU, images, ("c1", "c2"), False),
+    (um.TextCNN, tokens, ("conv",), True),
+    (um.BottleneckResNet, images, ("conv1",) + tuple(
+        f"layer1.{b}.conv{c}" for b in (0, 1) for c in (1, 2, 3) if b == 0
+    ) + ("layer1.0.downsample.0",) + tuple(f"layer1.1.conv{c}" for c in (1, 2, 3)), False),
 ]
 IDS = [c[0].__name__ for c in CASES]
 
@@ -107,7 +112,7 @@ def tiny_splits(make_input, seed=0) -> DatasetSplits:
     return DatasetSplits("tiny", x[:24], y[:24], x[24:32], y[24:32], x[32:], y[32:], um.CLASSES)
 
 
-def short_run(model, data, fraction=0.3, rounds=2):
+def short_run(model, data, fraction=0.3, rounds=1):
     config = DropNetConfig(
         metric="minimum", fraction=fraction, until=None, max_rounds=rounds,
         train=TrainConfig(lr=0.05, batch_size=8, max_epochs=1, patience=None),
@@ -141,7 +146,7 @@ def test_dropnet_then_export_is_exact_and_counts_equal_the_records(
     data = tiny_splits(make_input)
     run, result = short_run(model, data)
     assert run.masked.layers == layers
-    assert result.stop_reason is not None and len(result.rounds) == 3
+    assert result.stop_reason is not None and len(result.rounds) == 2
     last = len(result.rounds) - 1
     net = run.network_at(last)
     assert len(result.dropped) > 0
@@ -167,12 +172,21 @@ def test_dropnet_then_export_is_exact_and_counts_equal_the_records(
         assert_outputs_close(loaded(fresh), exported.module.eval()(fresh))
 
 
-def test_a_model_that_cannot_be_traced_is_refused_in_one_line():
-    with pytest.raises(ConfigError, match="cannot trace DataDependentNet with torch.fx") as info:
-        MaskedNetwork(um.DataDependentNet(), torch.randn(2, 12))
+@pytest.mark.parametrize(
+    "cls,x,message",
+    [(um.DataDependentNet, torch.randn(2, 12), "cannot trace DataDependentNet with torch.fx"),
+     (um.SiameseEncoder, torch.randn(2, 2, 6),
+      "SiameseEncoder has no prunable layer.*enc.0: it is a shared layer, called 2 times")],
+    ids=["untraceable", "all-shared"],
+)
+def test_models_that_cannot_be_pruned_are_refused_in_one_line(cls, x, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        MaskedNetwork(cls(), x)
     assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError, match="cannot trace DataDependentNet"):
-        DropNet(um.DataDependentNet(), tiny_splits(vectors), DropNetConfig(max_rounds=1))
+    data = DatasetSplits("tiny", x, torch.zeros(2, dtype=torch.long), x, torch.zeros(
+        2, dtype=torch.long), x, torch.zeros(2, dtype=torch.long), um.CLASSES)
+    with pytest.raises(ConfigError, match=message):
+        DropNet(cls(), data, DropNetConfig(max_rounds=1))
 
 
 # ----------------------------------------------------------------- 1. output layers
@@ -194,7 +208,7 @@ def test_output_layers_are_never_prunable_wherever_they_are_defined(cls, heads):
 
 
 def test_the_head_defined_first_keeps_all_its_logits_after_dropnet():
-    run, result = short_run(um.HeadFirstMLP(), tiny_splits(vectors), fraction=0.5)
+    run, result = short_run(um.HeadFirstMLP(), tiny_splits(vectors), fraction=0.5, rounds=2)
     exported = export_pruned(run.network_at(2), torch.randn(2, 12))
     assert exported.module.classifier.out_features == um.CLASSES
     assert exported.module.fc2.out_features < 10  # the last hidden layer was pruned
@@ -288,7 +302,7 @@ def test_an_embedding_model_export_loads_with_its_integer_input(tmp_path):
 
 # ----------------------------------------------------------------- 6. achieved cost
 def test_records_count_units_export_must_keep_as_kept():
-    run, result = short_run(um.LayerNormMLP(), tiny_splits(vectors), fraction=0.5)
+    run, result = short_run(um.LayerNormMLP(), tiny_splits(vectors), fraction=0.5, rounds=2)
     exported = export_pruned(run.network_at(2), torch.randn(2, 12))
     assert "fc1" in exported.kept_because and "ln1" in exported.kept_because["fc1"][0]
     assert exported.removed["fc1"] == [] and len(exported.zeroed["fc1"]) > 0

@@ -601,3 +601,95 @@ class PermutedConv1dTokens(nn.Module):
         h = F.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)  # (N, T, 10)
         h = F.relu(self.tok(h))
         return self.head(h.amax(1))
+
+
+class GroupNormPReLU(nn.Module):
+    """GroupNorm (mixes channels within groups), per-channel PReLU, max over positions."""
+
+    def __init__(self, classes=CLASSES):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3)
+        self.gn = nn.GroupNorm(2, 8)
+        self.act1 = nn.PReLU()
+        self.c2 = nn.Conv2d(8, 8, 3)
+        self.act2 = nn.PReLU(8)
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x):
+        x = self.act1(self.gn(self.c1(x)))
+        x = self.act2(self.c2(x))
+        return self.fc(torch.max(x.flatten(2), dim=2)[0])
+
+
+class TextCNN(nn.Module):
+    """Kim-style text CNN: Embedding, Conv1d over time, max over time (``.values``), dropout."""
+
+    def __init__(self, vocab=20, dim=8, classes=CLASSES):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, dim, padding_idx=0)
+        self.conv = nn.Conv1d(dim, 12, 3, padding=1)
+        self.dropout = nn.Dropout(0.5)
+        self.fc = nn.Linear(12, classes)
+
+    def forward(self, tokens):
+        x = self.embedding(tokens).permute(0, 2, 1)  # (N, dim, T)
+        x = F.relu(self.conv(x)).max(dim=2).values
+        return self.fc(self.dropout(x))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class BottleneckResNet(nn.Module):
+    """torchvision-style ResNet-50 stem and bottleneck blocks with a ``downsample`` shortcut."""
+
+    def __init__(self, classes=CLASSES):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        down = nn.Sequential(nn.Conv2d(8, 16, 1, bias=False), nn.BatchNorm2d(16))
+        self.layer1 = nn.Sequential(Bottleneck(8, 4, 1, down), Bottleneck(16, 4))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer1(x)
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(x)
+
+
+class SiameseEncoder(nn.Module):
+    """One encoder applied to both halves of a pair: every hidden layer is shared."""
+
+    def __init__(self, classes=CLASSES):
+        super().__init__()
+        self.enc = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
+        self.head = nn.Linear(8, classes)
+
+    def forward(self, pair):  # (N, 2, 6)
+        return self.head(torch.cat([self.enc(pair[:, 0]), self.enc(pair[:, 1])], 1))

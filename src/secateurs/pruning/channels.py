@@ -77,6 +77,8 @@ DIV_FUNCTIONS = {operator.truediv, operator.itruediv, torch.div, torch.true_divi
 DIV_METHODS = {"div", "div_", "true_divide"}
 REDUCE_FUNCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin, torch.nansum, torch.nanmean}
 REDUCE_METHODS = {"mean", "sum", "amax", "amin", "nansum", "nanmean"}
+VALUES_INDEX_FUNCTIONS = {torch.max, torch.min, torch.median, torch.mode}
+VALUES_INDEX_METHODS = {"max", "min", "median", "mode"}
 RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
 RESHAPE_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "unflatten"}
 PERMUTE_FUNCTIONS = {torch.permute, torch.transpose, torch.swapaxes, torch.movedim, torch.t}
@@ -215,7 +217,7 @@ def _zero_preserving(node: fx.Node, module: nn.Module | None) -> bool:
         if isinstance(module, nn.Hardtanh):
             return module.min_val <= 0.0 <= module.max_val
         if isinstance(module, nn.PReLU):
-            return module.num_parameters == 1
+            return True
         from .masks import UnitMask
 
         return isinstance(module, (*ZERO_PRESERVING_MODULES, UnitMask))
@@ -383,13 +385,17 @@ def analyse_channel_flow(
             continue
         if node.op == "call_method" and node.target in SHAPE_METHODS:
             continue
-        if node.op == "call_function" and node.target is getattr:
-            if node.args[1] in ("shape", "dtype", "device", "ndim"):
-                continue
+        if node.op == "call_function" and node.target is getattr and node.args[1] in (
+            "shape", "dtype", "device", "ndim"
+        ):
+            continue
         if node.op == "output":
             block_all([space[a] for a in tracked], "its channels are a network output")
             continue
-        result = _propagate(node, module, space, tracked, flow)
+        try:
+            result = _propagate(node, module, space, tracked, flow)
+        except Exception:  # an op used in a way the table does not foresee: keep its channels
+            result = None
         if isinstance(result, Space):
             space[node] = result
         else:
@@ -417,12 +423,30 @@ def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelF
     first = node.args[0] if node.args else None
     src = space.get(first) if isinstance(first, fx.Node) else None
     in_shape, out_shape = shape_of(first), shape_of(node)
-    if out_shape is None:
-        return None
-    ndim, odim = len(in_shape or ()), len(out_shape)
     only_first = src is not None and tracked == [first] and all(
         a is not first for a in list(node.args[1:]) + list(node.kwargs.values())
     )
+    # -- max / min over another dim: a (values, indices) pair whose values keep the channels
+    if only_first and _is(node, VALUES_INDEX_FUNCTIONS, VALUES_INDEX_METHODS):
+        ndim = len(in_shape or ())
+        dims = _dims(_arg(node, 1, "dim"), ndim) if ndim else None
+        meta = node.meta.get("tensor_meta")
+        if dims is None or len(dims) != 1 or src.dim in dims or not isinstance(meta, (tuple, list)):
+            return f"{node.format_node()} reduces over them"
+        keep = bool(_arg(node, 2, "keepdim", False))
+        return src.moved(src.dim if keep else src.dim - (dims[0] < src.dim))
+    if out_shape is None or (src is not None and in_shape is None):
+        return None
+    ndim, odim = len(in_shape or ()), len(out_shape)
+    # -- the values of max / min over another dim (``torch.max(x, 2)[0]``, ``.values``)
+    if only_first and node.op == "call_function" and isinstance(first.meta.get("tensor_meta"), (
+        tuple, list)) and _is(first, VALUES_INDEX_FUNCTIONS, VALUES_INDEX_METHODS) and (
+        node.target is operator.getitem and node.args[1] == 0
+        or node.target is getattr and node.args[1] == "values"
+    ):
+        return src
+    if isinstance(module, nn.PReLU) and module.num_parameters > 1:
+        return f"{node.format_node()} has a weight per channel"
     # -- elementwise, zero-preserving, one tensor
     if only_first and tuple(in_shape) == tuple(out_shape) and _zero_preserving(node, module):
         return src

@@ -80,6 +80,10 @@ def slice_outputs(module: nn.Module, keep: list[int]) -> None:
         module.out_channels = len(keep)
         if depthwise:
             module.in_channels = module.groups = len(keep)
+    elif isinstance(module, nn.PReLU):
+        if module.num_parameters > 1:
+            _set(module, "weight", 0, keep)
+            module.num_parameters = len(keep)
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):
         for name in ("weight", "bias", "running_mean", "running_var"):
             _set(module, name, 0, keep)

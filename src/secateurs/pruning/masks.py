@@ -187,8 +187,8 @@ def _is_tail_op(node: fx.Node, gm: fx.GraphModule, calls, on_dim1: bool) -> bool
             # per unit only when units are on dim 1; a module with state used at two places
             # cannot be sliced for one of them
             return on_dim1 and len(calls[str(node.target)]) == 1
-        if isinstance(module, nn.PReLU):
-            return module.num_parameters == 1
+        if isinstance(module, nn.PReLU):  # a weight per unit is sliced with the layer
+            return module.num_parameters == 1 or (on_dim1 and len(calls[str(node.target)]) == 1)
         return isinstance(module, _TAIL_MODULES)
     if node.op == "call_function":
         return node.target in _TAIL_FUNCTIONS

@@ -239,7 +239,8 @@ def export_pruned(
                 if node.op != "call_module":
                     continue
                 module = gm.get_submodule(str(node.target))
-                if isinstance(module, (nn.Linear, _ConvNd, nn.modules.batchnorm._BatchNorm)):
+                if isinstance(module, (nn.Linear, _ConvNd, nn.modules.batchnorm._BatchNorm,
+                                       nn.PReLU)):
                     slice_outputs(module, keep)
         if plan.zeroed[layer] and layer in plan.zero_at:
             zero_outputs(gm.get_submodule(plan.zero_at[layer]), [pos[c] for c in plan.zeroed[layer]])
