@@ -398,3 +398,30 @@ def test_macs_count_conv1d_transposed_conv_and_lstm_layers():
     lstm = um.LSTMClassifier()
     # proj: 8 steps x 6 x 8; LSTM: 8 steps x 4 x 10 x (8 + 10); head: 10 x 3
     assert count_params_macs(lstm, torch.randn(2, 8, 6))[1] == 8 * 48 + 8 * 4 * 10 * 18 + 30
+
+
+@pytest.mark.parametrize("cls", [um.MiniMobileNetV2, um.DepthwiseSeparable, um.SmallResNet,
+                                 um.BottleneckResNet, um.TinyUNet, um.DenseNetLike])
+def test_coupled_groups_agree_with_torch_pruning(cls):
+    """Torch-Pruning's DependencyGraph (an independent tool) couples the same prunable layers:
+    residual additions and depthwise convolutions with their inputs; concatenations couple none."""
+    import torch_pruning as tp
+
+    model, x = cls(), torch.randn(1, 3, 16, 16)
+    layers = list(MaskedNetwork(model, x).layers)
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=x)
+    names = {m: n for n, m in model.named_modules()}
+    groups = set()
+    for layer in layers:
+        group = graph.get_pruning_group(
+            model.get_submodule(layer), tp.prune_conv_out_channels, idxs=[0]
+        )
+        coupled = {
+            names[item.dep.target.module] for item in group
+            if names.get(item.dep.target.module) in layers
+            and item.dep.handler.__name__ == "prune_out_channels"
+        }
+        if len(coupled) > 1:
+            groups.add(tuple(sorted(coupled, key=layers.index)))
+    expected = sorted(groups, key=lambda g: layers.index(g[0]))
+    assert MaskedNetwork(cls(), x).coupled_groups == expected
