@@ -293,9 +293,10 @@ def _dims(value, ndim: int) -> tuple[int, ...] | None:
     return None
 
 
-def _index_dims(index, ndim: int) -> list[int | None] | None:
-    """For ``x[index]``: per input dim, its output dim (None if an integer removed it); None if
-    the index is not made of ints, slices, None and Ellipsis."""
+def _index_dims(index, ndim: int) -> tuple[list[int | None], list] | None:
+    """For ``x[index]``: per input dim, its output dim (None if an integer removed it), and the
+    index item of each input dim; None if the index is not made of ints, slices, None and
+    Ellipsis."""
     items = list(index) if isinstance(index, tuple) else [index]
     if not all(i is None or i is Ellipsis or isinstance(i, (int, slice)) for i in items):
         return None
@@ -331,7 +332,7 @@ def analyse_channel_flow(
     space: dict[fx.Node, Space] = {}
     for x in layers:
         shape = shape_of(mask_nodes[x])
-        dim = 1 if flow_unit_dim(gm, x) == 1 else len(shape) - 1
+        dim = 1 if unit_dim(gm.get_submodule(x)) == 1 else len(shape) - 1
         space[mask_nodes[x]] = Space(dim, ((x, int(shape[dim])),))
     tail_nodes = {n for chain in tails.values() for n in chain}
     consumer_calls: dict[str, list[Space | None]] = {}
@@ -412,10 +413,6 @@ def analyse_channel_flow(
         elif calls[0] is not None:
             flow.space_of[name] = calls[0]
     return flow
-
-
-def flow_unit_dim(gm: fx.GraphModule, layer: str) -> int:
-    return unit_dim(gm.get_submodule(layer))
 
 
 def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelFlow):
