@@ -353,7 +353,8 @@ def test_tampered_removed_list_inconsistent_with_coupling_is_rejected(tmp_path, 
 
 class ViewCatNet(nn.Module):
     """``x.view(x.size(0), -1)`` flatten, in-place ReLU, and a ``torch.cat`` of two branches
-    (channels concatenated are not tracked, so conv2/conv3 are kept and zeroed, not removed)."""
+    (the concatenated channels are tracked segment by segment, so fc1 loses exactly the inputs
+    of the dropped conv2/conv3 channels at every position)."""
 
     def __init__(self):
         super().__init__()
@@ -375,10 +376,15 @@ def test_view_flatten_inplace_relu_and_concatenation():
     masked.set_masks({"conv1": torch.tensor([1, 0, 0, 1]), "conv2": torch.tensor([1, 0, 1]),
                       "conv3": torch.tensor([0, 1]), "fc1": torch.tensor([1, 1, 0, 1, 0, 1])})
     result = export_pruned(masked, x)
-    assert result.removed == {"conv1": [1, 2], "conv2": [], "conv3": [], "fc1": [2, 4]}
-    assert result.zeroed == {"conv1": [], "conv2": [1], "conv3": [0], "fc1": []}
-    assert set(result.kept_because) == {"conv2", "conv3"}
+    assert result.removed == {"conv1": [1, 2], "conv2": [1], "conv3": [0], "fc1": [2, 4]}
+    assert result.zeroed == {"conv1": [], "conv2": [], "conv3": [], "fc1": []}
+    assert result.kept_because == {}
     assert result.module.conv2.in_channels == 2 and result.module.fc2.in_features == 4
+    # fc1 reads (conv2 0, conv2 2, conv3 1) x 4 positions, in that order
+    kept_inputs = [c * 4 + j for c in (0, 2, 4) for j in range(4)]
+    want = masked.original.fc1.weight.detach()[[0, 1, 3, 5]][:, kept_inputs]
+    assert torch.equal(result.module.fc1.weight.detach(), want)
+    assert result.module.fc1.in_features == 12
     with torch.no_grad():
         fresh = torch.randn(3, 1, 8, 8, generator=gen)
         torch.testing.assert_close(result.module.eval()(fresh), masked(fresh), **TOL)

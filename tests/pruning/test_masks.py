@@ -278,9 +278,11 @@ class CalledTwice(nn.Module):
 def test_configuration_errors_name_the_problem():
     with pytest.raises(ConfigError, match="cannot trace Untraceable"):
         MaskedNetwork(Untraceable(), torch.randn(2, 4))
-    with pytest.raises(ConfigError, match="'fc1' is called 2 times"):
+    with pytest.raises(ConfigError, match="fc1: it is a shared layer, called 2 times"):
         MaskedNetwork(CalledTwice(), torch.randn(2, 4))
-    with pytest.raises(ConfigError, match="'act'.*nn.Linear or nn.Conv2d"):
+    with pytest.raises(ConfigError, match="'fc1' cannot be pruned: it is a shared layer"):
+        MaskedNetwork(CalledTwice(), torch.randn(2, 4), layers=["fc1"])
+    with pytest.raises(ConfigError, match="'act' cannot be pruned: it is a ReLU; prunable layers"):
         net = nn.Sequential()
         net.add_module("fc", nn.Linear(4, 4))
         net.add_module("act", nn.ReLU())

@@ -85,15 +85,17 @@ def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int, **opt
 def find_prunable_layers(model: nn.Module) -> tuple[str, ...]:
     """The layers whose output units DropNet may drop.
 
-    A model may declare them in ``prunable_layers``; otherwise every ``nn.Linear`` and ``nn.Conv2d``
-    except the last layer (the output layer is never pruned).
+    A model may declare them in ``prunable_layers``; otherwise they are read off the traced graph
+    (``secateurs.pruning.discovery``): every Linear / Conv / ConvTranspose the forward calls once
+    whose output feeds another weighted layer (output layers are never pruned).
     """
     declared = getattr(model, "prunable_layers", None)
     if declared is not None:
         return tuple(declared)
-    layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    if len(layers) < 2:
-        raise ConfigError(
-            "the model needs at least one Linear or Conv2d layer before its output layer"
-        )
-    return tuple(layers[:-1])
+    from ..pruning.discovery import discover, no_layers_error
+    from ..pruning.masks import traced_graphs
+
+    found = discover(model, traced_graphs(model))
+    if not found.layers:
+        raise no_layers_error(model, found)
+    return found.layers

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .layers import out_weight_rows
 from .masks import MaskedNetwork
 
 
@@ -46,6 +47,8 @@ def activation_stats(
 
     def hook(layer: str):
         def record(_module, _inputs, out: torch.Tensor) -> None:
+            if masks[layer].dim == -1 and out.dim() > 2:  # a per-token Linear: units last
+                out = out.movedim(-1, 1)
             flat = out.flatten(2) if out.dim() > 2 else out.unsqueeze(2)  # (N, C, positions)
             sums[layer] += flat.mean(2).abs().sum(0).double()
             zeros[layer] += (flat == 0).sum((0, 2)).double()
@@ -53,7 +56,8 @@ def activation_stats(
 
         return record
 
-    handles = [m.register_forward_hook(hook(k)) for k, m in masked.mask_modules().items()]
+    masks = masked.mask_modules()
+    handles = [m.register_forward_hook(hook(k)) for k, m in masks.items()]
     was_training = masked.training
     masked.eval()
     try:
@@ -74,7 +78,7 @@ def weight_magnitude(masked: MaskedNetwork) -> dict[str, torch.Tensor]:
     out = {}
     for layer in masked.layers:
         module = _find_layer(modules, layer)
-        out[layer] = module.weight.detach().abs().flatten(1).sum(1).float().cpu()
+        out[layer] = out_weight_rows(module).abs().sum(1).float().cpu()
     return out
 
 

@@ -75,9 +75,12 @@ class StackedUnitMask(StackedOp):
 
     def __init__(self, modules: Sequence[nn.Module]):
         super().__init__(modules, ("mask",))
+        self.dim = getattr(modules[0], "dim", 1)
 
     def run(self, x: Stacked) -> Stacked:
         k, units = self.mask.shape
+        if self.dim == -1 and x.t.dim() > (2 if x.layout == "shared" else 3):
+            raise LockstepUnsupported("lockstep batches masks on dim 1 only (a per-token Linear)")
         t, layout = (x.t.unsqueeze(1), "bk") if x.layout == "shared" else (x.t, x.layout)
         tail = (1,) * (t.dim() - 3)
         shape = (k, 1, units, *tail) if layout == "kb" else (1, k, units, *tail)
@@ -142,11 +145,13 @@ def _tail_has_state(masked: MaskedNetwork, layer: str) -> bool:
 
 
 def _input_index(masked: MaskedNetwork, plan: dict[str, torch.Tensor], module: str):
-    src = masked.flow.space_of.get(module)
-    if src is None or src[0] not in plan:
+    space = masked.flow.space_of.get(module)
+    if space is None or not any(x in plan for x in space.layers()):
         return None
-    layer, repeat = src
-    return (plan[layer][:, None] * repeat + torch.arange(repeat)[None, :]).flatten()
+    keep = {
+        x: plan[x].tolist() if x in plan else list(range(masked.widths[x])) for x in space.layers()
+    }
+    return torch.tensor(space.input_index(keep), dtype=torch.long)
 
 
 def _take(module: nn.Module, name: str, dim: int, index: torch.Tensor) -> None:
@@ -335,7 +340,12 @@ def lockstep_unsupported_reason(model: str | nn.Module, data: DatasetSplits) -> 
     if isinstance(model, nn.Module):
         model = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
-        net = DropNet(model, data, DropNetConfig(), seed=0).masked.net.eval()
+        masked = DropNet(model, data, DropNetConfig(), seed=0).masked
+    if masked.mode_dependent:
+        return "the model's forward differs between train and eval mode (two traced graphs)"
+    if not masked.plain_output:
+        return "the model does not return a single tensor of logits"
+    net = masked.net.eval()
     x = data.x_train[:1]
     try:
         stacked = StackedNetwork([net]).eval()

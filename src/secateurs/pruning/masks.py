@@ -1,147 +1,195 @@
 """DropNet's masks: one per-unit mask at the post-activation point of every prunable layer.
 
 ``MaskedNetwork`` traces a model with ``torch.fx`` and inserts a ``UnitMask`` after each prunable
-Linear/Conv2d layer's per-channel tail (BatchNorm, activation, dropout), so that a dropped unit
-outputs exactly zero from that point on and its DropNet score (mean |post-activation|) is read at
-the mask. The same trace gives the channel flow that ``surgery.export_pruned`` uses to remove
-units physically: which layers' channels meet in a residual addition (coupled groups), which
-Linear/Conv2d layers consume which channels, and where a channel cannot be removed safely.
+layer's per-channel tail (BatchNorm, activation, dropout), so that a dropped unit outputs exactly
+zero from that point on and its DropNet score (mean |post-activation|) is read at the mask.
+
+- **Which layers** (``discovery``): from the traced graph; output layers, shared layers and
+  layers the forward never calls are not prunable.
+- **Train and eval mode**: ``torch.fx`` bakes ``self.training`` into the graph, so the model is
+  traced once per mode; the two graphs share every module (so every weight and mask), and the
+  masked network runs the one of its current mode, as the model itself would.
+- **Units**: a Linear's on its output's last dim (per-token layers), a convolution's on dim 1.
+- **Outputs**: the traced graph returns what the model returns; ``MaskedNetwork.forward``
+  returns the *logits* that training, scoring and evaluation use: the model's output if it is a
+  tensor, else its first tensor (a tuple's first element, a dict's first value), or the element
+  named by ``output=`` (an index or key; or the model's ``secateurs_output`` attribute).
+
+The same traces give the channel flow that ``surgery.export_pruned`` uses (``channels``).
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
+from torch.utils import _pytree as pytree
 
 from ..errors import ConfigError
-from ..models import find_prunable_layers
+from .channels import ChannelFlow, analyse_channel_flow, is_zero_preserving, shape_of
+from .discovery import check_declared, discover, module_calls, no_layers_error
+from .layers import unit_dim, units_of
+
+__all__ = [
+    "MASKS_ATTR", "ChannelFlow", "MaskedNetwork", "UnitMask", "is_zero_preserving",
+    "select_output",
+]
 
 MASKS_ATTR = "secateurs_unit_masks"
 
-# Per-channel elementwise ops that may sit between a layer and its mask (the "post-activation" tail).
+# Per-unit elementwise ops that may sit between a layer and its mask (the "post-activation" tail).
 _TAIL_MODULES: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU,
-    nn.GELU, nn.SiLU, nn.Softplus, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
-    nn.Mish, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Softplus,
+    nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Dropout,
+    nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity,
 )
+_NORM_TAIL: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _TAIL_FUNCTIONS = {
     F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.elu, F.celu, F.selu,
     F.gelu, F.silu, F.softplus, torch.tanh, F.tanh, torch.sigmoid, F.sigmoid, F.hardtanh,
-    F.hardswish, F.hardsigmoid, F.mish, F.dropout, F.dropout1d, F.dropout2d,
+    F.hardswish, F.hardsigmoid, F.mish, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
 }
 _TAIL_METHODS = {"relu", "relu_", "tanh", "tanh_", "sigmoid", "sigmoid_"}
 
-# Ops with f(0) == 0 channel by channel: a dropped (zero) channel stays exactly zero through them.
-_ZERO_PRESERVING_MODULES: tuple[type[nn.Module], ...] = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Tanh,
-    nn.Hardswish, nn.Mish, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity,
-    nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
-)
-_ZERO_PRESERVING_FUNCTIONS = {
-    F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.elu, F.celu, F.selu,
-    F.gelu, F.silu, torch.tanh, F.tanh, F.hardswish, F.mish, F.dropout, F.dropout1d, F.dropout2d,
-    F.max_pool1d, F.max_pool2d, F.avg_pool1d, F.avg_pool2d, F.adaptive_avg_pool1d,
-    F.adaptive_avg_pool2d, F.adaptive_max_pool1d, F.adaptive_max_pool2d, torch.mean, torch.amax,
-}
-_ZERO_PRESERVING_METHODS = {"relu", "relu_", "tanh", "tanh_", "mean", "amax", "contiguous"}
-_FLATTEN_FUNCTIONS = {torch.flatten, torch.reshape}
-_FLATTEN_METHODS = {"flatten", "view", "reshape"}
-_ADD_FUNCTIONS = {operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub}
-_ADD_METHODS = {"add", "add_", "sub", "sub_"}
-_SCALE_FUNCTIONS = {operator.mul, operator.imul, operator.truediv, torch.mul}
-_SCALE_METHODS = {"mul", "mul_", "div", "div_"}
-_HARMLESS_METHODS = {"size", "dim"}  # read the shape, not the values
-
 
 class UnitMask(nn.Module):
-    """Multiplies its input by a per-unit 0/1 mask over dim 1 ((N, C) or (N, C, H, W) inputs).
+    """Multiplies its input by a per-unit 0/1 mask over dim 1 (``dim=1``: (N, C, ...) inputs)
+    or over the last dim (``dim=-1``: a Linear's (N, ..., units) output).
 
     The mask is a plain float32 buffer (no parameters, no Python-side state) so that the network
     works with ``torch.func.functional_call`` and ``vmap`` over stacked parameters and buffers.
     """
 
-    def __init__(self, units: int):
+    def __init__(self, units: int, dim: int = 1):
         super().__init__()
         if units < 1:
             raise ConfigError(f"a mask needs at least one unit, got {units}")
+        if dim not in (1, -1):
+            raise ConfigError(f"a mask's dim must be 1 or -1, got {dim}")
+        self.dim = dim
         self.register_buffer("mask", torch.ones(units, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dim == -1 or x.dim() <= 2:
+            return x * self.mask
         return x * self.mask.reshape((-1,) + (1,) * (x.dim() - 2))
 
     def extra_repr(self) -> str:
-        return f"units={self.mask.shape[0]}"
+        return f"units={self.mask.shape[0]}" + ("" if self.dim == 1 else ", dim=-1")
 
 
-@dataclass
-class ChannelFlow:
-    """Where each prunable layer's output channels go, read off the traced graph.
-
-    ``tails[layer]``: the nodes from the layer's call to its mask (exclusive of the mask).
-    ``space_of[consumer_module]``: for each Linear/Conv2d module whose input carries masked
-    channels, ``(producer_layer, repeat)``: input feature ``j`` is the producer group's channel
-    ``j // repeat`` (``repeat`` > 1 after a flatten of ``repeat`` spatial positions).
-    ``barriers[layer]``: why that layer's channels cannot be physically removed (they are then kept
-    and zeroed by export); empty for layers whose channels reach only Linear/Conv2d inputs through
-    zero-preserving per-channel ops.
-    """
-
-    layers: tuple[str, ...]
-    tails: dict[str, list[fx.Node]]
-    mask_nodes: dict[str, fx.Node]
-    space_of: dict[str, tuple[str, int]] = field(default_factory=dict)
-    barriers: dict[str, list[str]] = field(default_factory=dict)
-    _parent: dict[str, str] = field(default_factory=dict)
-
-    def root(self, layer: str) -> str:
-        while self._parent.get(layer, layer) != layer:
-            layer = self._parent[layer]
-        return layer
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.root(a), self.root(b)
-        if ra != rb:
-            first, second = sorted((ra, rb), key=self.layers.index)
-            self._parent[second] = first
-
-    def group_of(self, layer: str) -> tuple[str, ...]:
-        r = self.root(layer)
-        return tuple(x for x in self.layers if self.root(x) == r)
-
-    def groups(self) -> list[tuple[str, ...]]:
-        seen: dict[str, tuple[str, ...]] = {}
-        for layer in self.layers:
-            seen.setdefault(self.root(layer), self.group_of(layer))
-        return list(seen.values())
-
-    def barrier_reasons(self, layer: str) -> list[str]:
-        """Why the channels of ``layer``'s group cannot be removed (empty if they can)."""
-        return [r for x in self.group_of(layer) for r in self.barriers.get(x, [])]
+def select_output(out, rule: int | str | None = None) -> torch.Tensor:
+    """The logits among a model's outputs: ``out`` itself if a tensor; else the element at index
+    or key ``rule``; else the first tensor (a dict's in insertion order)."""
+    if rule is None:
+        if isinstance(out, torch.Tensor):
+            return out
+        for leaf in pytree.tree_leaves(out):
+            if isinstance(leaf, torch.Tensor):
+                return leaf
+        raise ConfigError(f"the model returns no tensor ({type(out).__name__}); nothing to train")
+    try:
+        value = out[rule]
+    except (KeyError, IndexError, TypeError) as exc:
+        keys = list(out) if isinstance(out, Mapping) else f"{len(out)} items" if isinstance(
+            out, (tuple, list)) else type(out).__name__
+        raise ConfigError(f"output={rule!r} is not among the model's outputs ({keys})") from exc
+    if not isinstance(value, torch.Tensor):
+        raise ConfigError(f"output={rule!r} is a {type(value).__name__}, not a tensor")
+    return value
 
 
-def _module_calls(gm: fx.GraphModule) -> dict[str, list[fx.Node]]:
-    calls: dict[str, list[fx.Node]] = {}
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls.setdefault(str(node.target), []).append(node)
-    return calls
+def _mask_key(layer: str) -> str:
+    return layer.replace(".", "__")
 
 
-def _is_tail_op(node: fx.Node, gm: fx.GraphModule, calls: dict[str, list[fx.Node]]) -> bool:
+def _trace(model: nn.Module, training: bool) -> fx.Graph:
+    """The model's graph with ``self.training`` read as ``training`` (modes restored after)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        return fx.Tracer().trace(model)
+    except Exception as exc:  # fx raises many types (TraceError, TypeError, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ConfigError(
+            f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: "
+            f"{first[:200]}); masks need a forward pass without data-dependent Python control flow"
+        ) from exc
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _resolves(root: nn.Module, target: str) -> bool:
+    obj = root
+    for part in target.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+
+
+def _graph_module(source: nn.Module, root: nn.Module, graph: fx.Graph) -> fx.GraphModule:
+    """A GraphModule over ``graph`` whose attributes come from ``root``; anything ``root`` lacks is
+    first copied (by reference) from ``source`` into ``root``, so both share every module."""
+    from torch.fx.graph_module import _copy_attr
+
+    for node in graph.nodes:
+        if node.op in ("call_module", "get_attr") and not _resolves(root, str(node.target)):
+            _copy_attr(source, root, str(node.target))
+    return fx.GraphModule(root, graph, class_name=type(source).__name__)
+
+
+def traced_graphs(model: nn.Module) -> list[fx.GraphModule]:
+    """The model traced in eval mode, and in train mode too if its forward differs (the second
+    shares every module of the first)."""
+    eval_graph, train_graph = _trace(model, False), _trace(model, True)
+    gm = fx.GraphModule(model, eval_graph, class_name=type(model).__name__)
+    if train_graph.python_code("self").src == eval_graph.python_code("self").src:
+        return [gm]
+    return [gm, _graph_module(model, gm, train_graph)]
+
+
+def propagate_shapes(gm: fx.GraphModule, example_input: torch.Tensor, training: bool = False):
+    """Annotate every node with its output shape by running ``example_input`` once, without
+    gradients and without changing any buffer (BatchNorm statistics) or the random state;
+    returns the output."""
+    modes = {name: m.training for name, m in gm.named_modules()}
+    saved = {k: v.detach().clone() for k, v in gm.state_dict().items()} if training else {}
+    if training and example_input.shape[0] < 2:  # BatchNorm needs two samples in train mode
+        example_input = torch.cat([example_input, example_input])
+    gm.train(training)
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            return ShapeProp(gm).propagate(example_input)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ConfigError(
+            f"the model fails on an example input of shape {tuple(example_input.shape)} "
+            f"{'in train mode ' if training else ''}({type(exc).__name__}: {first[:200]})"
+        ) from exc
+    finally:
+        for name, m in gm.named_modules():
+            m.training = modes.get(name, m.training)
+        if saved:
+            with torch.no_grad():
+                for k, v in gm.state_dict().items():
+                    v.copy_(saved[k])
+
+
+def _is_tail_op(node: fx.Node, gm: fx.GraphModule, calls, on_dim1: bool) -> bool:
     if node.op == "call_module":
         module = gm.get_submodule(str(node.target))
-        if not isinstance(module, _TAIL_MODULES):
-            return False
-        # A module with state (BatchNorm) used at two places cannot be sliced for one of them.
-        has_state = any(True for _ in module.parameters()) or any(True for _ in module.buffers())
-        return not (has_state and len(calls[str(node.target)]) > 1)
+        if isinstance(module, _NORM_TAIL):
+            # per unit only when units are on dim 1; a module with state used at two places
+            # cannot be sliced for one of them
+            return on_dim1 and len(calls[str(node.target)]) == 1
+        if isinstance(module, nn.PReLU):  # a weight per unit is sliced with the layer
+            return module.num_parameters == 1 or (on_dim1 and len(calls[str(node.target)]) == 1)
+        return isinstance(module, _TAIL_MODULES)
     if node.op == "call_function":
         return node.target in _TAIL_FUNCTIONS
     if node.op == "call_method":
@@ -149,13 +197,13 @@ def _is_tail_op(node: fx.Node, gm: fx.GraphModule, calls: dict[str, list[fx.Node
     return False
 
 
-def _follow_tail(start: fx.Node, gm: fx.GraphModule, calls) -> list[fx.Node]:
-    """From a layer's output, follow single-user per-channel elementwise ops; return the chain."""
+def _follow_tail(start: fx.Node, gm: fx.GraphModule, calls, on_dim1: bool) -> list[fx.Node]:
+    """From a layer's output, follow single-user per-unit elementwise ops; return the chain."""
     chain = [start]
     node = start
     while len(node.users) == 1:
         (user,) = node.users
-        if not (user.args and user.args[0] is node and _is_tail_op(user, gm, calls)):
+        if not (user.args and user.args[0] is node and _is_tail_op(user, gm, calls, on_dim1)):
             break
         if any(a is node for a in list(user.args[1:]) + list(user.kwargs.values())):
             break
@@ -164,257 +212,137 @@ def _follow_tail(start: fx.Node, gm: fx.GraphModule, calls) -> list[fx.Node]:
     return chain
 
 
-def is_zero_preserving(node: fx.Node, gm: fx.GraphModule) -> bool:
-    """True if the op maps a channel that is exactly zero to exactly zero, channel by channel."""
-    if node.op == "call_module":
-        module = gm.get_submodule(str(node.target))
-        if isinstance(module, nn.Hardtanh):
-            return module.min_val <= 0.0 <= module.max_val
-        return isinstance(module, (*_ZERO_PRESERVING_MODULES, UnitMask))
-    if node.op == "call_function":
-        if node.target is F.hardtanh:
-            lo = node.kwargs.get("min_val", node.args[1] if len(node.args) > 1 else -1.0)
-            hi = node.kwargs.get("max_val", node.args[2] if len(node.args) > 2 else 1.0)
-            return lo <= 0.0 <= hi
-        return node.target in _ZERO_PRESERVING_FUNCTIONS
-    if node.op == "call_method":
-        return node.target in _ZERO_PRESERVING_METHODS
-    return False
+def _stateful_targets(gm: fx.GraphModule, chain: list[fx.Node]) -> list[str]:
+    """The modules with weights or statistics in a tail (what export slices with the layer)."""
+    out = []
+    for node in chain:
+        if node.op == "call_module":
+            module = gm.get_submodule(str(node.target))
+            if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
+                out.append(str(node.target))
+    return out
 
 
-def _shape(node) -> torch.Size | None:
-    meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
-    return getattr(meta, "shape", None)
-
-
-def analyse_channel_flow(
-    gm: fx.GraphModule, layers: tuple[str, ...], tails: dict[str, list[fx.Node]],
-    mask_nodes: dict[str, fx.Node],
-) -> ChannelFlow:
-    """Propagate "which producer's channels are on dim 1" through a shape-annotated masked graph."""
-    flow = ChannelFlow(layers, tails, mask_nodes)
-    space: dict[fx.Node, tuple[str, int]] = {mask_nodes[x]: (x, 1) for x in layers}
-    tail_nodes = {n for chain in tails.values() for n in chain}
-    consumer_calls: dict[str, list[tuple[fx.Node, tuple[str, int] | None]]] = {}
-
-    def block(layer: str, why: str) -> None:
-        reasons = flow.barriers.setdefault(layer, [])
-        if why not in reasons:
-            reasons.append(why)
-
-    for node in gm.graph.nodes:
-        if node in space or node.op in ("placeholder", "get_attr"):
-            continue
-        tracked = [a for a in node.all_input_nodes if a in space]
-        module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            first = node.args[0] if node.args else None
-            src = space.get(first) if isinstance(first, fx.Node) else None
-            consumer_calls.setdefault(str(node.target), []).append((node, src))
-            if src is not None:
-                dims = len(_shape(first) or ())
-                if isinstance(module, nn.Conv2d) and module.groups != 1:
-                    block(src[0], f"grouped convolution {node.target!r} reads its channels")
-                elif dims != (2 if isinstance(module, nn.Linear) else 4):
-                    block(src[0], f"{node.target!r} reads them from a {dims}-d tensor")
-            continue
-        if not tracked or node in tail_nodes:
-            continue
-        where = f"{node.format_node()}"
-        first = node.args[0] if node.args else None
-        in_shape, out_shape = _shape(first), _shape(node)
-        src = space.get(first) if isinstance(first, fx.Node) else None
-        if node.op == "call_method" and node.target in _HARMLESS_METHODS:
-            continue
-        if node.op == "call_function" and node.target is getattr and node.args[1] == "shape":
-            continue
-        same_channels = (
-            in_shape is not None and out_shape is not None and len(in_shape) >= 2
-            and len(out_shape) >= 2 and in_shape[:2] == out_shape[:2]
-        )
-        is_add = (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or (
-            node.op == "call_method" and node.target in _ADD_METHODS
-        )
-        is_scale = (node.op == "call_function" and node.target in _SCALE_FUNCTIONS) or (
-            node.op == "call_method" and node.target in _SCALE_METHODS
-        )
-        is_flatten = (
-            (node.op == "call_module" and isinstance(module, nn.Flatten))
-            or (node.op == "call_function" and node.target in _FLATTEN_FUNCTIONS)
-            or (node.op == "call_method" and node.target in _FLATTEN_METHODS)
-        )
-        if src is not None and len(tracked) == 1 and tracked[0] is first and same_channels and (
-            is_zero_preserving(node, gm)
-            or (is_scale and len(node.args) == 2 and isinstance(node.args[1], (int, float)))
-        ):
-            if node.op == "call_function" and node.target in (torch.mean, torch.amax) or (
-                node.op == "call_method" and node.target in ("mean", "amax")
-            ):
-                dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-                dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
-                if not dims or any(d % len(in_shape) < 2 for d in dims):
-                    for a in tracked:
-                        block(space[a][0], f"{where} mixes channels")
-                    continue
-            space[node] = src
-            continue
-        if src is not None and len(tracked) == 1 and tracked[0] is first and is_flatten and (
-            in_shape is not None and out_shape is not None and len(out_shape) == 2
-            and len(in_shape) >= 2 and in_shape[0] == out_shape[0]
-        ):
-            space[node] = (src[0], src[1] * int(torch.Size(in_shape[2:]).numel()))
-            continue
-        if is_add and len(node.args) >= 2:
-            a, b = node.args[0], node.args[1]
-            sa = space.get(a) if isinstance(a, fx.Node) else None
-            sb = space.get(b) if isinstance(b, fx.Node) else None
-            if sa is not None and sb is not None and sa[1] == sb[1] and (
-                _shape(a) == _shape(b) == out_shape
-            ):
-                flow.union(sa[0], sb[0])
-                space[node] = sa
-                continue
-        for a in tracked:
-            block(space[a][0], f"its channels reach {where}, which is not a zero-preserving "
-                               "per-channel op or a Linear/Conv2d input")
-    for name, calls in consumer_calls.items():
-        sources = {c[1] for c in calls}
-        if len(calls) > 1:
-            for src in sources - {None}:
-                block(src[0], f"module {name!r} is called {len(calls)} times")
-        elif calls[0][1] is not None:
-            flow.space_of[name] = calls[0][1]
-    for node in gm.graph.nodes:
-        if node.op == "output":
-            for a in node.all_input_nodes:
-                if a in space:
-                    block(space[a][0], "its channels are a network output")
-    return flow
-
-
-@dataclass(frozen=True)
-class _TraceResult:
-    gm: fx.GraphModule
-    tails: dict[str, list[fx.Node]]
-    mask_nodes: dict[str, fx.Node]
-
-
-def _mask_key(layer: str) -> str:
-    return layer.replace(".", "__")
-
-
-def trace_with_masks(model: nn.Module, layers: tuple[str, ...]) -> _TraceResult:
-    """Trace ``model`` and insert a UnitMask after each prunable layer's per-channel tail."""
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as exc:  # fx raises many types (TraceError, TypeError, ...)
-        raise ConfigError(
-            f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {exc}); "
-            "masks need a forward pass without data-dependent Python control flow"
-        ) from exc
-    if hasattr(gm, MASKS_ATTR):
-        raise ConfigError(f"the model already has an attribute {MASKS_ATTR!r}")
-    calls = _module_calls(gm)
-    masks = nn.ModuleDict()
-    setattr(gm, MASKS_ATTR, masks)
+def _insert_masks(
+    gm: fx.GraphModule, layers: tuple[str, ...]
+) -> tuple[dict[str, list[fx.Node]], dict[str, fx.Node]]:
+    """Insert a call of each layer's UnitMask (``gm.secateurs_unit_masks``) after its tail."""
+    calls = module_calls(gm)
     tails: dict[str, list[fx.Node]] = {}
     mask_nodes: dict[str, fx.Node] = {}
     for layer in layers:
-        try:
-            module = gm.get_submodule(layer)
-        except AttributeError:
-            module = None
-        if not isinstance(module, (nn.Linear, nn.Conv2d)):
-            what = "missing" if module is None else type(module).__name__
-            raise ConfigError(
-                f"prunable layer {layer!r} must be an nn.Linear or nn.Conv2d used in forward "
-                f"(got {what})"
-            )
-        if isinstance(module, nn.Conv2d) and module.groups != 1:
-            raise ConfigError(f"prunable layer {layer!r} is a grouped convolution; not supported")
         nodes = calls.get(layer, [])
-        if len(nodes) != 1:
-            raise ConfigError(
-                f"prunable layer {layer!r} is called {len(nodes)} times in forward; "
-                "a prunable layer must be called exactly once"
-            )
-        chain = _follow_tail(nodes[0], gm, calls)
+        if not nodes:  # a layer the train graph does not call (checked by discovery)
+            continue
+        module = gm.get_submodule(layer)
+        on_dim1 = unit_dim(module) == 1 or len(shape_of(nodes[0]) or ()) == 2
+        chain = _follow_tail(nodes[0], gm, calls, on_dim1)
         last = chain[-1]
-        key = _mask_key(layer)
-        units = module.out_features if isinstance(module, nn.Linear) else module.out_channels
-        masks[key] = UnitMask(units)
         with gm.graph.inserting_after(last):
-            mask_node = gm.graph.call_module(f"{MASKS_ATTR}.{key}", (last,))
+            mask_node = gm.graph.call_module(f"{MASKS_ATTR}.{_mask_key(layer)}", (last,))
         last.replace_all_uses_with(mask_node, delete_user_cb=lambda user, m=mask_node: user is not m)
         tails[layer] = chain
         mask_nodes[layer] = mask_node
     gm.graph.lint()
     gm.recompile()
-    return _TraceResult(gm, tails, mask_nodes)
-
-
-def propagate_shapes(gm: fx.GraphModule, example_input: torch.Tensor) -> None:
-    """Annotate every node with its output shape by running ``example_input`` once in eval mode,
-    without gradients and without touching BatchNorm running statistics."""
-    modes = {name: m.training for name, m in gm.named_modules()}
-    gm.eval()
-    try:
-        with torch.no_grad():
-            ShapeProp(gm).propagate(example_input)
-    except Exception as exc:
-        raise ConfigError(
-            f"the model fails on an example input of shape {tuple(example_input.shape)} "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
-    finally:
-        for name, m in gm.named_modules():
-            m.training = modes.get(name, m.training)
+    return tails, mask_nodes
 
 
 class MaskedNetwork(nn.Module):
     """A model with a ``UnitMask`` at the post-activation point of each prunable layer.
 
-    The wrapped graph shares its modules (and so its weights) with ``model``; deep-copy the model
-    first if the unmasked original must stay untouched. Layers are named as in the original model.
-    ``coupled_groups`` lists only groups of two or more layers (uncoupled layers are in no group).
+    The wrapped graphs share their modules (and so their weights) with ``model``; deep-copy the
+    model first if the unmasked original must stay untouched. Layers are named as in the original
+    model. ``coupled_groups`` lists only groups of two or more layers (uncoupled layers are in no
+    group). ``skipped``: the layers of a prunable type that discovery left out, and why.
+    ``forward`` returns the logits (see ``select_output``); ``forward_all`` what the model returns.
     """
 
     def __init__(
-        self, model: nn.Module, example_input: torch.Tensor, layers: Iterable[str] | None = None
+        self,
+        model: nn.Module,
+        example_input: torch.Tensor,
+        layers: Iterable[str] | None = None,
+        *,
+        output: int | str | None = None,
     ):
         super().__init__()
-        layers = tuple(find_prunable_layers(model) if layers is None else layers)
+        if hasattr(model, MASKS_ATTR):
+            raise ConfigError(f"the model already has an attribute {MASKS_ATTR!r}")
+        graphs = traced_graphs(model)
+        gm, gm_train = graphs[0], (graphs[1] if len(graphs) > 1 else None)
+        self.skipped: dict[str, str] = {}
+        if layers is None:
+            layers = getattr(model, "prunable_layers", None)
+        if layers is None:
+            found = discover(model, graphs)
+            layers, self.skipped = found.layers, found.skipped
+            if not layers:
+                raise no_layers_error(model, found)
+        layers = tuple(layers)
         if not layers:
             raise ConfigError("no prunable layers given")
         if len(set(layers)) != len(layers):
             raise ConfigError(f"prunable layers repeat a name: {layers}")
-        traced = trace_with_masks(model, layers)
-        self.net = traced.gm
-        propagate_shapes(self.net, example_input)
+        check_declared(model, layers, graphs)
+        for i, g in enumerate(graphs):
+            propagate_shapes(g, example_input, training=bool(i))
+        masks = nn.ModuleDict()
+        for layer in layers:
+            module = gm.get_submodule(layer)
+            masks[_mask_key(layer)] = UnitMask(units_of(module), unit_dim(module))
+        flows, outputs = [], []
+        for i, g in enumerate(graphs):
+            setattr(g, MASKS_ATTR, masks)
+            tails, mask_nodes = _insert_masks(g, layers)
+            outputs.append(propagate_shapes(g, example_input, training=bool(i)))
+            for x, node in mask_nodes.items():
+                shape = shape_of(node)
+                dim = 1 if masks[_mask_key(x)].dim == 1 else -1
+                if shape is None or len(shape) < 2 or shape[dim] != units_of(gm.get_submodule(x)):
+                    raise ConfigError(
+                        f"layer {x!r}: its output has shape {tuple(shape or ())}; expected its "
+                        f"{units_of(gm.get_submodule(x))} units on dim {dim}"
+                    )
+            flows.append(analyse_channel_flow(g, layers, tails, mask_nodes))
+        self.net = gm
+        object.__setattr__(self, "train_net", gm_train)  # shares gm's modules; not registered
+        self.flow: ChannelFlow = flows[0]
+        if len(flows) > 1:
+            self.flow.merge(flows[1])
+            for x in layers:
+                sliced = [_stateful_targets(gm, f.tails.get(x, flows[0].tails[x])) for f in flows]
+                if sliced[0] != sliced[1]:
+                    self.flow.block(x, "its per-unit tail differs between train and eval mode")
         self.layers: tuple[str, ...] = layers
-        self.widths: dict[str, int] = {
-            x: int(getattr(self.net, MASKS_ATTR)[_mask_key(x)].mask.numel()) for x in layers
-        }
-        for x in layers:
-            shape = _shape(traced.mask_nodes[x])
-            if shape is None or len(shape) < 2 or shape[1] != self.widths[x]:
-                raise ConfigError(
-                    f"layer {x!r}: the mask point's output has shape {tuple(shape or ())}, "
-                    f"expected (N, {self.widths[x]}, ...)"
-                )
-        self.flow = analyse_channel_flow(self.net, layers, traced.tails, traced.mask_nodes)
+        self.widths: dict[str, int] = {x: int(masks[_mask_key(x)].mask.numel()) for x in layers}
         self.coupled_groups: list[tuple[str, ...]] = [
             g for g in self.flow.groups() if len(g) > 1
         ]
         self.input_shape = tuple(example_input.shape[1:])
+        self.input_dtype = example_input.dtype
         self.spec = getattr(model, "secateurs_spec", None)
+        self.output = output if output is not None else getattr(model, "secateurs_output", None)
+        logits = select_output(outputs[0], self.output)
+        self.num_classes = int(logits.shape[-1]) if logits.dim() >= 2 else 0
+        self.plain_output = isinstance(outputs[0], torch.Tensor)
         # The original model object (not a registered submodule: its modules are already in
         # ``net``); export deep-copies it so that the exported network keeps the user's class.
         object.__setattr__(self, "original", model)
         self._mask_names = {f"net.{MASKS_ATTR}.{_mask_key(x)}.mask" for x in layers}
 
+    @property
+    def mode_dependent(self) -> bool:
+        """Whether the model's forward differs between train and eval mode (two graphs)."""
+        return self.train_net is not None
+
+    def forward_all(self, x: torch.Tensor):
+        """What the model returns (tuple, dict, ...), masked, in the current mode."""
+        net = self.train_net if self.training and self.train_net is not None else self.net
+        return net(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return select_output(self.forward_all(x), self.output)
 
     def mask_modules(self) -> dict[str, UnitMask]:
         masks = getattr(self.net, MASKS_ATTR)

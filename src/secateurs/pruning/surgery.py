@@ -24,12 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import fx, nn
+from torch.nn.modules.conv import _ConvNd
+from torch.utils import _pytree as pytree
 
 from ..errors import ConfigError, DataError
 from ..io import load_tensors, read_json, save_tensors, tensor_digest, write_json
 from .counting import measure
-from .masks import MASKS_ATTR, MaskedNetwork, _mask_key, is_zero_preserving
+from .layers import _set as _slice_param
+from .layers import consumer_kind, slice_outputs, zero_outputs
+from .masks import MASKS_ATTR, MaskedNetwork, _mask_key, is_zero_preserving, select_output
 
 FORMAT = "secateurs-exported-v1"
 WEIGHTS_FILE = "model.safetensors"
@@ -62,6 +66,7 @@ class ExportResult:
     model_spec: dict | None = None
     widths: dict[str, int] = field(default_factory=dict)
     groups: list[tuple[str, ...]] = field(default_factory=list)
+    input_dtype: str = "float32"
 
     def summary(self) -> str:
         """One line: what was removed, what it saved, and which dropped units had to stay."""
@@ -100,51 +105,17 @@ def _ratio(before: int, after: int) -> str:
     return f"{before / after:.2f}x smaller" if after else "empty"
 
 
-def _index(keep: list[int], device: torch.device) -> torch.Tensor:
-    return torch.tensor(keep, dtype=torch.long, device=device)
+class TwoModeGraph(nn.Module):
+    """An exported graph for a model whose forward differs between train and eval mode (it was
+    traced once per mode): runs the graph of its current mode; both share every module."""
 
+    def __init__(self, eval_graph: fx.GraphModule, train_graph: fx.GraphModule):
+        super().__init__()
+        self.net = eval_graph
+        object.__setattr__(self, "train_net", train_graph)  # same modules as ``net``
 
-def _slice_param(module: nn.Module, name: str, dim: int, keep: list[int]) -> None:
-    tensor = getattr(module, name)
-    if tensor is None:
-        return
-    new = tensor.detach().index_select(dim, _index(keep, tensor.device)).clone()
-    if isinstance(tensor, nn.Parameter):
-        setattr(module, name, nn.Parameter(new, requires_grad=tensor.requires_grad))
-    else:
-        setattr(module, name, new)
-
-
-def _slice_outputs(module: nn.Module, keep: list[int]) -> None:
-    if isinstance(module, (nn.Linear, nn.Conv2d)):
-        _slice_param(module, "weight", 0, keep)
-        _slice_param(module, "bias", 0, keep)
-        if isinstance(module, nn.Linear):
-            module.out_features = len(keep)
-        else:
-            module.out_channels = len(keep)
-    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            _slice_param(module, name, 0, keep)
-        module.num_features = len(keep)
-    else:  # pragma: no cover - tails only hold the types above with state
-        raise ConfigError(f"cannot slice {type(module).__name__}")
-
-
-def _slice_inputs(module: nn.Module, keep: list[int]) -> None:
-    _slice_param(module, "weight", 1, keep)
-    if isinstance(module, nn.Linear):
-        module.in_features = len(keep)
-    else:
-        module.in_channels = len(keep)
-
-
-def _zero_channels(module: nn.Module, positions: list[int]) -> None:
-    idx = _index(positions, module.weight.device)
-    with torch.no_grad():
-        module.weight.index_fill_(0, idx, 0.0)
-        if module.bias is not None:
-            module.bias.index_fill_(0, idx, 0.0)
+    def forward(self, *args, **kwargs):
+        return (self.train_net if self.training else self.net)(*args, **kwargs)
 
 
 @dataclass
@@ -192,21 +163,51 @@ def _plan(masked: MaskedNetwork, alive: dict[str, torch.Tensor]) -> _Plan:
     return _Plan(removed, zeroed, keep, tuple(masked_layers), zero_at, kept_because)
 
 
+def _graphs(masked: MaskedNetwork) -> list[fx.GraphModule]:
+    return [masked.net] + ([masked.train_net] if masked.train_net is not None else [])
+
+
 def _same_modules(masked: MaskedNetwork) -> bool:
-    """True if the original model still holds the very modules the traced graph calls."""
+    """True if the original model still holds the very modules the traced graphs call."""
     original = masked.original
-    for node in masked.net.graph.nodes:
-        if node.op == "call_module" and not str(node.target).startswith(MASKS_ATTR):
-            try:
-                if original.get_submodule(str(node.target)) is not masked.net.get_submodule(
-                    str(node.target)
-                ):
+    for gm in _graphs(masked):
+        for node in gm.graph.nodes:
+            if node.op == "call_module" and not str(node.target).startswith(MASKS_ATTR):
+                try:
+                    if original.get_submodule(str(node.target)) is not gm.get_submodule(
+                        str(node.target)
+                    ):
+                        return False
+                except AttributeError:
                     return False
-            except AttributeError:
+            if node.op == "get_attr":
                 return False
-        if node.op == "get_attr":
-            return False
     return True
+
+
+def used_params(graphs: list[fx.GraphModule]) -> int:
+    """Parameters the traced forward uses (shared ones once; unused submodules not counted)."""
+    seen = {id(p): p.numel() for g in graphs for p in g.parameters()}
+    return int(sum(seen.values()))
+
+
+def _max_difference(a, b) -> tuple[float, float]:
+    """Largest absolute difference between the tensors of two outputs of the same structure, and
+    the largest magnitude in ``b``."""
+    la, lb = pytree.tree_leaves(a), pytree.tree_leaves(b)
+    error = scale = 0.0
+    if len(la) != len(lb):
+        return float("inf"), 0.0
+    for x, y in zip(la, lb, strict=True):
+        if isinstance(y, torch.Tensor):
+            if not isinstance(x, torch.Tensor) or x.shape != y.shape:
+                return float("inf"), 0.0
+            if y.numel() and y.is_floating_point():
+                error = max(error, float((x.double() - y.double()).abs().max()))
+                scale = max(scale, float(y.abs().max()))
+            elif y.numel() and not torch.equal(x, y):
+                return float("inf"), 0.0
+    return error, scale
 
 
 def export_pruned(
@@ -217,66 +218,80 @@ def export_pruned(
 ) -> ExportResult:
     """A new, physically smaller network equal in output to ``masked`` with ``masks`` (default: its
     current masks). ``masked`` is not changed. The result keeps the model's own class when no
-    UnitMask has to stay (else it is the traced ``torch.fx.GraphModule``)."""
+    UnitMask has to stay (else it is the traced ``torch.fx.GraphModule``, or a ``TwoModeGraph``
+    holding one per mode when the model's forward depends on its mode)."""
     work = copy.deepcopy(masked)
     if masks is not None:
         work.set_masks(masks)
     alive = {x: m.detach().cpu().bool() for x, m in work.get_masks().items()}
-    reference, params_before, macs_before = measure(work.net, example_input)
+    graphs = _graphs(work)
+    reference, _, macs_before = measure(work.net, example_input)
+    params_before = used_params(graphs)
     plan = _plan(work, alive)
     gm = work.net
 
     # Modules to slice: output units of prunable layers and their tail BatchNorms, input
-    # features of every Linear/Conv2d reading masked channels; zero what must be zeroed.
+    # channels of every consumer reading masked channels; zero what must be zeroed.
     for layer in work.layers:
         keep = plan.keep[layer]
         pos = {c: i for i, c in enumerate(keep)}
-        tail_modules = [
-            str(n.target) for n in work.flow.tails[layer] if n.op == "call_module"
-        ]
-        for name in tail_modules:
-            module = gm.get_submodule(name)
-            sliceable = isinstance(module, (nn.Linear, nn.Conv2d, nn.modules.batchnorm._BatchNorm))
-            if sliceable and len(keep) != work.widths[layer]:
-                _slice_outputs(module, keep)
+        if len(keep) != work.widths[layer]:
+            for node in work.flow.tails[layer]:
+                if node.op != "call_module":
+                    continue
+                module = gm.get_submodule(str(node.target))
+                if isinstance(module, (nn.Linear, _ConvNd, nn.modules.batchnorm._BatchNorm,
+                                       nn.PReLU)):
+                    slice_outputs(module, keep)
         if plan.zeroed[layer] and layer in plan.zero_at:
-            _zero_channels(gm.get_submodule(plan.zero_at[layer]), [pos[c] for c in plan.zeroed[layer]])
-    for name, (src, repeat) in work.flow.space_of.items():
-        keep = plan.keep[src]
-        if len(keep) != work.widths[src]:
-            _slice_inputs(gm.get_submodule(name), [c * repeat + j for c in keep for j in range(repeat)])
+            zero_outputs(gm.get_submodule(plan.zero_at[layer]), [pos[c] for c in plan.zeroed[layer]])
+    for name, space in work.flow.space_of.items():
+        keep_of = {x: plan.keep[x] for x in space.layers()}
+        if any(len(keep_of[x]) != work.widths[x] for x in keep_of):
+            module = gm.get_submodule(name)
+            kind = consumer_kind(module)
+            kind.slice_inputs(module, space.input_index(keep_of))
 
     masks_dict = getattr(gm, MASKS_ATTR)
     if plan.masked_layers or not _same_modules(work):
-        # (a deep-copied GraphModule re-creates its nodes: find them by name)
-        by_name = {n.name: n for n in gm.graph.nodes}
+        for g in graphs:
+            # (a deep-copied GraphModule re-creates its nodes: find them by name)
+            by_name = {n.name: n for n in g.graph.nodes}
+            for layer in work.layers:
+                if layer in plan.masked_layers:
+                    continue
+                target = f"{MASKS_ATTR}.{_mask_key(layer)}"
+                for node in [n for n in by_name.values() if n.op == "call_module"
+                             and str(n.target) == target]:
+                    node.replace_all_uses_with(node.args[0])
+                    g.graph.erase_node(node)
         for layer in work.layers:
-            node = by_name[work.flow.mask_nodes[layer].name]
             key = _mask_key(layer)
             if layer in plan.masked_layers:
                 _slice_param(masks_dict[key], "mask", 0, plan.keep[layer])
-                continue
-            node.replace_all_uses_with(node.args[0])
-            gm.graph.erase_node(node)
-            del masks_dict[key]
-        if not len(masks_dict):
-            delattr(gm, MASKS_ATTR)
-        gm.graph.lint()
-        gm.recompile()
-        module: nn.Module = gm
+            else:
+                del masks_dict[key]
+        for g in graphs:
+            if not len(masks_dict) and hasattr(g, MASKS_ATTR):
+                delattr(g, MASKS_ATTR)
+            g.graph.lint()
+            g.recompile()
+        module: nn.Module = gm if work.train_net is None else TwoModeGraph(gm, work.train_net)
     else:
         module = work.original  # the same (now sliced) modules, in the user's own class
     try:
-        exported_out, params, macs = measure(module, example_input)
+        exported_out, _, macs = measure(module, example_input)
+        params = used_params(graphs)
     except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ConfigError(
-            f"the pruned network fails on the example input ({type(exc).__name__}: {exc}); "
+            f"the pruned network fails on the example input ({type(exc).__name__}: {first[:200]}); "
             "its forward may hard-code a width (e.g. x.view(-1, 512))"
         ) from exc
-    error = float((exported_out - reference).abs().max()) if reference.numel() else 0.0
-    scale = float(reference.abs().max()) if reference.numel() else 0.0
+    error, scale = _max_difference(exported_out, reference)
     if not error <= 1e-4 * max(1.0, scale):
         raise RuntimeError(f"internal error: export changed the outputs by {error:.3g}")
+    logits = select_output(reference, work.output)
     return ExportResult(
         module=module,
         removed={x: plan.removed[x] for x in work.layers},
@@ -287,12 +302,13 @@ def export_pruned(
         macs_before=macs_before,
         layers=work.layers,
         input_shape=tuple(int(s) for s in example_input.shape[1:]),
-        num_classes=int(reference.shape[-1]) if reference.dim() >= 2 else 0,
+        num_classes=int(logits.shape[-1]) if logits.dim() >= 2 else 0,
         masked_layers=plan.masked_layers,
         kept_because=plan.kept_because,
         model_spec=copy.deepcopy(work.spec),
         widths=dict(work.widths),
         groups=work.flow.groups(),
+        input_dtype=str(example_input.dtype).removeprefix("torch."),
     )
 
 
@@ -350,6 +366,7 @@ def export_architecture(result: ExportResult, *, spec: Mapping | None = None) ->
         "model": spec,
         "class": type(result.module).__name__,
         "input_shape": list(result.input_shape),
+        "input_dtype": result.input_dtype,
         "num_classes": result.num_classes,
         "prunable_layers": list(result.layers),
         "removed": {k: list(v) for k, v in result.removed.items()},
@@ -413,11 +430,11 @@ def _check_architecture(arch, where: Path) -> None:
     if not isinstance(arch, dict) or arch.get("format") != FORMAT:
         raise DataError(f"{where} is not a secateurs export (format {FORMAT!r} expected)")
     shape = _int_list(arch.get("input_shape"), f"{where}: input_shape")
-    if len(shape) not in (1, 3) or any(isinstance(v, bool) or v < 1 for v in shape) or (
+    if not 1 <= len(shape) <= 4 or any(isinstance(v, bool) or v < 1 for v in shape) or (
         math.prod(shape) > 1 << 26
     ):
         raise DataError(
-            f"{where}: input_shape must be (features,) or (C, H, W) of positive sizes, got {shape}"
+            f"{where}: input_shape must be 1 to 4 positive sizes (one sample's shape), got {shape}"
         )
     layers = arch.get("prunable_layers")
     if not isinstance(layers, list) or not all(isinstance(x, str) for x in layers):
@@ -493,7 +510,10 @@ def rebuild_exported(
                 f"{arch_path}: cannot build its model {spec['name']!r} "
                 f"({type(exc).__name__}: {exc})"
             ) from exc
-    example = torch.zeros((1, *input_shape))
+    dtype = arch.get("input_dtype", "float32")
+    if not isinstance(dtype, str) or not isinstance(getattr(torch, dtype, None), torch.dtype):
+        raise DataError(f"{arch_path}: input_dtype must name a torch dtype, got {dtype!r}")
+    example = torch.zeros((1, *input_shape), dtype=getattr(torch, dtype))
     try:
         masked = MaskedNetwork(model, example, layers)
     except (ConfigError, KeyError, AttributeError, RuntimeError) as exc:

@@ -1,0 +1,156 @@
+"""Which layers are prunable, decided from the traced graph rather than from definition order.
+
+A layer of a prunable type (``layers.PRUNABLE``) is prunable unless:
+
+- the forward does not call it (an optional or unused submodule);
+- the forward calls it more than once (a shared layer: its units would be dropped at every
+  call site at once, and its input channels come from several places);
+- it is an **output layer**: its output reaches a model output without passing through another
+  weighted layer (``layers.WEIGHTED``, or a functional linear / convolution / matmul). Heads,
+  however many and wherever they are defined, are never pruned.
+
+Models may still declare ``prunable_layers``; those are checked against the same rules.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ..errors import ConfigError
+from .channels import SHAPE_METHODS
+from .layers import PRUNABLE, WEIGHTED, prunable_refusal
+
+_WEIGHTED_FUNCTIONS = {
+    F.linear, F.bilinear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
+    F.conv_transpose3d, F.embedding, torch.matmul, torch.mm, torch.bmm, torch.einsum,
+    operator.matmul, F.scaled_dot_product_attention,
+}
+_WEIGHTED_METHODS = {"matmul", "mm", "bmm"}
+
+
+@dataclass
+class Discovery:
+    """The prunable layers in forward order, and why each other candidate layer is not one."""
+
+    layers: tuple[str, ...]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def module_calls(gm: fx.GraphModule) -> dict[str, list[fx.Node]]:
+    calls: dict[str, list[fx.Node]] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls.setdefault(str(node.target), []).append(node)
+    return calls
+
+
+def _is_weighted(node: fx.Node, gm: fx.GraphModule) -> bool:
+    if node.op == "call_module":
+        return isinstance(gm.get_submodule(str(node.target)), WEIGHTED)
+    if node.op == "call_function":
+        return node.target in _WEIGHTED_FUNCTIONS
+    if node.op == "call_method":
+        return node.target in _WEIGHTED_METHODS
+    return False
+
+
+def reaches_output(start: fx.Node, gm: fx.GraphModule) -> bool:
+    """Whether values of ``start`` reach the graph's output without a weighted layer between
+    (shape reads such as ``x.size(0)`` carry no values and are not followed)."""
+    seen, todo = {start}, [start]
+    while todo:
+        node = todo.pop()
+        for user in node.users:
+            if user in seen:
+                continue
+            seen.add(user)
+            if user.op == "output":
+                return True
+            if _is_weighted(user, gm):
+                continue
+            if user.op == "call_method" and user.target in SHAPE_METHODS:
+                continue
+            if user.op == "call_function" and user.target is getattr and user.args[1] in (
+                "shape", "dtype", "device", "ndim"
+            ):
+                continue
+            todo.append(user)
+    return False
+
+
+def refusal(name: str, module: nn.Module | None, graphs: list[fx.GraphModule]) -> str | None:
+    """Why layer ``name`` cannot be prunable in a model traced as ``graphs`` (eval graph first;
+    the train graph too if it differs); None if it can."""
+    why = prunable_refusal(module)
+    if why is not None:
+        return why
+    for i, gm in enumerate(graphs):
+        mode = "" if len(graphs) == 1 else (" in eval mode", " in train mode")[i]
+        calls = module_calls(gm)
+        nodes = calls.get(name, [])
+        if not nodes:
+            if i > 0:
+                continue
+            parts = name.split(".")
+            for k in range(len(parts) - 1, 0, -1):
+                parent = ".".join(parts[:k])
+                if parent in calls:
+                    kind = type(gm.get_submodule(parent)).__name__
+                    return f"it is inside {parent!r} ({kind}), which forward calls as a whole"
+            return f"forward does not call it{mode}"
+        if len(nodes) > 1:
+            return (
+                f"it is a shared layer, called {len(nodes)} times in forward{mode}; a prunable "
+                "layer must be called exactly once"
+            )
+        if reaches_output(nodes[0], gm):
+            return (
+                f"it is an output layer: its output reaches the model's output{mode} without "
+                "passing through another weighted layer"
+            )
+    return None
+
+
+def discover(model: nn.Module, graphs: list[fx.GraphModule]) -> Discovery:
+    """Every prunable-type layer the traced forward calls once and that is not an output layer,
+    in the order the forward calls them."""
+    order = {str(n.target): i for i, n in enumerate(graphs[0].graph.nodes) if n.op == "call_module"}
+    layers, skipped = [], {}
+    for name, module in model.named_modules():
+        if not isinstance(module, PRUNABLE):
+            continue
+        why = refusal(name, module, graphs)
+        if why is None:
+            layers.append(name)
+        else:
+            skipped[name] = why
+    for name, module in model.named_modules():
+        if isinstance(module, nn.RNNBase):
+            skipped.setdefault(name, prunable_refusal(module) or "")
+    layers.sort(key=lambda n: order.get(n, len(order)))
+    return Discovery(tuple(layers), skipped)
+
+
+def check_declared(model: nn.Module, layers: tuple[str, ...], graphs: list[fx.GraphModule]) -> None:
+    """Raise a one-line ConfigError naming the first declared layer that cannot be prunable."""
+    for name in layers:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            module = None
+        why = refusal(name, module, graphs)
+        if why is not None:
+            raise ConfigError(f"prunable layer {name!r} cannot be pruned: {why}")
+
+
+def no_layers_error(model: nn.Module, found: Discovery) -> ConfigError:
+    reasons = "; ".join(f"{k}: {v}" for k, v in list(found.skipped.items())[:4])
+    return ConfigError(
+        f"{type(model).__name__} has no prunable layer (a {'/'.join(('Linear', 'Conv'))} layer "
+        f"called once whose output feeds another weighted layer){'; ' + reasons if reasons else ''}"
+    )

@@ -1,0 +1,173 @@
+"""Which module types have units DropNet can drop, which read channels, and how to slice them.
+
+One table, so that a new layer type is one entry here rather than ``isinstance`` checks spread
+over tracing, channel flow, export and scoring:
+
+- ``PRUNABLE``: types whose output units may be masked and removed (Linear, Conv1d/2d/3d,
+  ConvTranspose1d/2d/3d). A Linear's units are on the **last** dim of its output (it may be
+  applied per time step or token), a convolution's on dim 1.
+- ``consumer_kind``: types whose *inputs* can lose channels (the same layers plus the recurrent
+  layers, whose input features are the last dim). Recurrent layers are consumers only: their
+  hidden units are not prunable here; the extension point for that is a ``LayerKind`` for them.
+- ``WEIGHTED``: every type that counts as "another weighted layer" for the output-layer rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
+
+WEIGHTED: tuple[type[nn.Module], ...] = (
+    nn.Linear, nn.Bilinear, _ConvNd, nn.RNNBase, nn.Embedding, nn.EmbeddingBag,
+    nn.MultiheadAttention, nn.Transformer, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
+)
+PRUNABLE: tuple[type[nn.Module], ...] = (nn.Linear, _ConvNd)
+PRUNABLE_NAMES = "nn.Linear, nn.Conv1d/2d/3d or nn.ConvTranspose1d/2d/3d"
+
+
+def _set(module: nn.Module, name: str, dim: int, keep: list[int]) -> None:
+    tensor = getattr(module, name, None)
+    if tensor is None:
+        return
+    index = torch.tensor(keep, dtype=torch.long, device=tensor.device)
+    new = tensor.detach().index_select(dim, index).clone()
+    if isinstance(tensor, nn.Parameter):
+        setattr(module, name, nn.Parameter(new, requires_grad=tensor.requires_grad))
+    else:
+        setattr(module, name, new)
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    """A convolution whose every output channel reads exactly its own input channel."""
+    return (
+        isinstance(module, _ConvNd) and module.groups > 1
+        and module.groups == module.in_channels == module.out_channels
+    )
+
+
+def is_grouped(module: nn.Module) -> bool:
+    return isinstance(module, _ConvNd) and module.groups > 1 and not is_depthwise(module)
+
+
+def units_of(module: nn.Module) -> int:
+    return module.out_features if isinstance(module, nn.Linear) else module.out_channels
+
+
+def unit_dim(module: nn.Module) -> int:
+    """Where the units are in the layer's output: -1 (last) for Linear, 1 for convolutions."""
+    return -1 if isinstance(module, nn.Linear) else 1
+
+
+def weight_out_dim(module: nn.Module) -> int:
+    """The weight's axis of output units (ConvTranspose stores (in, out / groups, ...))."""
+    return 1 if isinstance(module, _ConvTransposeNd) else 0
+
+
+def slice_outputs(module: nn.Module, keep: list[int]) -> None:
+    """Keep only output units ``keep`` (a depthwise conv loses the same input channels)."""
+    if isinstance(module, nn.Linear):
+        _set(module, "weight", 0, keep)
+        _set(module, "bias", 0, keep)
+        module.out_features = len(keep)
+    elif isinstance(module, _ConvNd):
+        depthwise = is_depthwise(module)
+        _set(module, "weight", weight_out_dim(module), keep)
+        _set(module, "bias", 0, keep)
+        module.out_channels = len(keep)
+        if depthwise:
+            module.in_channels = module.groups = len(keep)
+    elif isinstance(module, nn.PReLU):
+        if module.num_parameters > 1:
+            _set(module, "weight", 0, keep)
+            module.num_parameters = len(keep)
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            _set(module, name, 0, keep)
+        module.num_features = len(keep)
+    else:  # pragma: no cover - callers only pass the types above
+        raise TypeError(f"cannot slice the outputs of {type(module).__name__}")
+
+
+def zero_outputs(module: nn.Module, positions: list[int]) -> None:
+    """Make output units ``positions`` exactly zero (weights and bias; BatchNorm weight and bias)."""
+    if not positions:
+        return
+    dim = weight_out_dim(module) if isinstance(module, _ConvNd) else 0
+    idx = torch.tensor(positions, dtype=torch.long, device=module.weight.device)
+    with torch.no_grad():
+        module.weight.index_fill_(dim, idx, 0.0)
+        if module.bias is not None:
+            module.bias.index_fill_(0, idx, 0.0)
+
+
+def out_weight_rows(module: nn.Module) -> torch.Tensor:
+    """The weight as (units, everything else), for incoming-weight norms."""
+    return module.weight.detach().movedim(weight_out_dim(module), 0).flatten(1)
+
+
+@dataclass(frozen=True)
+class ConsumerKind:
+    """A module type that reads channels: on which input dim, and how to drop some of them."""
+
+    reads_last_dim: bool  # Linear / RNN: the last dim; convolutions: dim 1
+    slice_inputs: Callable[[nn.Module, list[int]], None]
+    # None if the module can lose input channels; else why not (grouped convolution, ...)
+    refuse: Callable[[nn.Module], str | None] = lambda m: None
+
+
+def _linear_inputs(module: nn.Module, keep: list[int]) -> None:
+    _set(module, "weight", 1, keep)
+    module.in_features = len(keep)
+
+
+def _conv_inputs(module: nn.Module, keep: list[int]) -> None:
+    if is_depthwise(module):  # its input channels are its output channels: sliced with those
+        return
+    _set(module, "weight", 0 if isinstance(module, _ConvTransposeNd) else 1, keep)
+    module.in_channels = len(keep)
+
+
+def _rnn_inputs(module: nn.Module, keep: list[int]) -> None:
+    for suffix in ("", "_reverse"):
+        _set(module, f"weight_ih_l0{suffix}", 1, keep)
+    module.input_size = len(keep)
+    if hasattr(module, "_flat_weights"):  # the recurrent layers cache their weight list
+        module._init_flat_weights()
+
+
+def _conv_refuse(module: nn.Module) -> str | None:
+    if is_grouped(module):
+        return (
+            f"grouped convolution (groups={module.groups}) reads them; its channels can only go "
+            "group by group"
+        )
+    return None
+
+
+def consumer_kind(module: nn.Module) -> ConsumerKind | None:
+    """How ``module`` reads channels, or None if it is not a layer that can lose input channels."""
+    if isinstance(module, nn.Linear):
+        return ConsumerKind(True, _linear_inputs)
+    if isinstance(module, _ConvNd):
+        return ConsumerKind(False, _conv_inputs, _conv_refuse)
+    if isinstance(module, nn.RNNBase):
+        return ConsumerKind(True, _rnn_inputs)
+    return None
+
+
+def prunable_refusal(module: nn.Module | None) -> str | None:
+    """Why a module cannot be a prunable layer at all (None if it can)."""
+    if module is None:
+        return "it is not a submodule of the model"
+    if not isinstance(module, PRUNABLE):
+        if isinstance(module, nn.RNNBase):
+            return (
+                f"{type(module).__name__} hidden units are not prunable here (recurrent layers "
+                "only lose input features)"
+            )
+        return f"it is a {type(module).__name__}; prunable layers are {PRUNABLE_NAMES}"
+    return None

@@ -1,0 +1,427 @@
+"""DropNet with physical removal on models written outside this project (``user_models.py``).
+
+Every model is either pruned by a short DropNet run and exported exactly (the exported network's
+outputs equal the masked network's in eval mode, and in train mode where the model has no random
+op; its counts equal the run's records; it saves and loads), or refused with a one-line error.
+Which layers are prunable is asserted by hand for each model: that is where a wrong mechanism
+(heads pruned, shared or unused layers picked) shows first. The mechanism tests below then check
+one class of models each against a hand-written reference.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+import user_models as um
+from torch import nn
+from torch.utils import _pytree as pytree
+
+from secateurs.data.splits import DatasetSplits
+from secateurs.errors import ConfigError
+from secateurs.pruning.counting import count_params_macs
+from secateurs.pruning.dropnet import DropNet, DropNetConfig
+from secateurs.pruning.importance import unit_scores
+from secateurs.pruning.masks import MaskedNetwork
+from secateurs.pruning.surgery import export_pruned, load_exported, save_exported
+from secateurs.training import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def vectors(n, g):
+    return torch.randn(n, 12, generator=g)
+
+
+def images(n, g):
+    return torch.randn(n, 3, 16, 16, generator=g)
+
+
+def sequences(n, g):
+    return torch.randn(n, 8, 6, generator=g)
+
+
+def tokens(n, g):
+    return torch.randint(0, 20, (n, 8), generator=g)
+
+
+def signals(n, g):
+    return torch.randn(n, 2, 32, generator=g)
+
+
+def volumes(n, g):
+    return torch.randn(n, 1, 4, 8, 8, generator=g)
+
+
+MB = "features.{}.conv.{}"
+# class, input, the prunable layers discovery must find, whether the model has random ops
+CASES = [
+    (um.HeadFirstMLP, vectors, ("fc1", "fc2"), False),
+    (um.TwoHeadNet, vectors, ("trunk.0", "trunk.2"), False),
+    (um.DictOutputNet, vectors, ("encoder.0", "encoder.2"), False),
+    (um.TupleWithFeatures, images, ("conv1",), False),
+    (um.FunctionalDropoutMLP, vectors, ("l1", "l2"), True),
+    (um.TrainingBranchCNN, images, ("conv1", "conv2"), True),
+    (um.ScaledTrainingBranch, vectors, ("a", "b"), False),
+    (um.PerTokenMLP, sequences, ("inp", "mid"), False),
+    (um.BagOfEmbeddings, tokens, ("fc",), False),
+    (um.LayerNormMLP, vectors, ("fc1", "fc2"), False),
+    (um.TinyTransformer, sequences, ("embed", "ff1", "ff2"), False),
+    (um.DenseNetLike, images,
+     ("stem", "layers.0.2", "layers.1.2", "layers.2.2", "transition"), False),
+    (um.ConcatChannelsNet, images, ("b1", "b3", "mix"), False),
+    (um.TinyUNet, images,
+     ("enc1.0", "enc2.0", "bottleneck.0", "up2", "dec2.0", "reduce", "dec1.0"), False),
+    (um.MiniMobileNetV2, images, ("features.0.0",) + tuple(
+        MB.format(b, i) for b in (1, 2, 3) for i in (0, 3, 6)), True),
+    (um.SmallResNet, images, ("conv1",) + tuple(
+        f"layer{s}.{b}.conv{c}" for s in (1, 2) for b in (0, 1) for c in (1, 2)
+        if not (s == 2 and b == 1)) + ("layer2.0.shortcut.0", "layer2.1.conv1", "layer2.1.conv2"),
+     False),
+    (um.NestedContainers, vectors, ("blocks.0.lin", "blocks.1.lin"), False),
+    (um.Conv1dNet, signals, ("c1", "c2"), False),
+    (um.SharedWeightsNet, vectors, ("inp",), False),
+    (um.LSTMClassifier, sequences, ("proj",), False),
+    (um.EmbeddingLSTM, tokens, ("fc",), False),
+    (um.OptionalLayerNet, vectors, ("fc1",), False),
+    (um.ScalarOpsNet, images, ("conv1", "conv2", "conv3"), False),
+    (um.SECNN, images, ("conv1", "se.fc1", "se.fc2", "conv2"), False),
+    (um.GroupedConvNet, images, ("reduce", "grouped", "expand"), False),
+    (um.DepthwiseSeparable, images, ("stem", "dw", "pw"), False),
+    (um.ConvTransposeAutoencoder, images, ("enc", "dec", "refine"), False),
+    (um.LeNet, images, ("conv1", "conv2", "fc1"), False),
+    (um.SequentialBNDropout, vectors, ("0", "4"), True),
+    (um.Conv3dNet, volumes, ("c1", "c2"), False),
+    (um.PermutedConv1dTokens, sequences, ("conv", "tok"), False),
+    (um.GroupNormPReLU, images, ("c1", "c2"), False),
+    (um.TextCNN, tokens, ("conv",), True),
+    (um.BottleneckResNet, images, ("conv1",) + tuple(
+        f"layer1.{b}.conv{c}" for b in (0, 1) for c in (1, 2, 3) if b == 0
+    ) + ("layer1.0.downsample.0",) + tuple(f"layer1.1.conv{c}" for c in (1, 2, 3)), False),
+]
+IDS = [c[0].__name__ for c in CASES]
+
+
+def tiny_splits(make_input, seed=0) -> DatasetSplits:
+    g = torch.Generator().manual_seed(seed)
+    x = make_input(40, g)
+    y = torch.randint(0, um.CLASSES, (40,), generator=g)
+    return DatasetSplits("tiny", x[:24], y[:24], x[24:32], y[24:32], x[32:], y[32:], um.CLASSES)
+
+
+def short_run(model, data, fraction=0.3, rounds=1):
+    config = DropNetConfig(
+        metric="minimum", fraction=fraction, until=None, max_rounds=rounds,
+        train=TrainConfig(lr=0.05, batch_size=8, max_epochs=1, patience=None),
+    )
+    run = DropNet(model, data, config, seed=0)
+    return run, run.run()
+
+
+def assert_outputs_close(a, b):
+    la, lb = pytree.tree_leaves(a), pytree.tree_leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb, strict=True):
+        torch.testing.assert_close(x, y, **TOL)
+
+
+def randomize_batchnorm(model, gen):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+
+
+@pytest.mark.parametrize("cls,make_input,layers,random_ops", CASES, ids=IDS)
+def test_dropnet_then_export_is_exact_and_counts_equal_the_records(
+    cls, make_input, layers, random_ops, tmp_path
+):
+    torch.manual_seed(0)
+    model = cls()
+    data = tiny_splits(make_input)
+    run, result = short_run(model, data)
+    assert run.masked.layers == layers
+    assert result.stop_reason is not None and len(result.rounds) == 2
+    last = len(result.rounds) - 1
+    net = run.network_at(last)
+    assert len(result.dropped) > 0
+    randomize_batchnorm(net, torch.Generator().manual_seed(5))
+    example = data.x_train[:2]
+    exported = export_pruned(net, example)
+    fresh = make_input(6, torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        assert_outputs_close(exported.module.eval()(fresh), net.eval().forward_all(fresh))
+        if not random_ops:  # train mode too (BatchNorm uses batch statistics)
+            a, b = copy.deepcopy(exported.module).train(), copy.deepcopy(net).train()
+            assert_outputs_close(a(fresh), b.forward_all(fresh))
+    # the records are what export achieves, for every round
+    for r, row in enumerate(result.rounds):
+        at_r = export_pruned(run.network_at(r), example)
+        assert (row["params"], row["macs"]) == (at_r.params, at_r.macs), r
+    assert result.rounds[0]["params"] == exported.params_before
+    assert exported.macs == count_params_macs(exported.module, example)[1]
+    # the heads keep every output
+    path = save_exported(tmp_path / "m.safetensors", exported)
+    loaded = load_exported(path, model=cls())
+    with torch.no_grad():
+        assert_outputs_close(loaded(fresh), exported.module.eval()(fresh))
+
+
+@pytest.mark.parametrize(
+    "cls,x,message",
+    [(um.DataDependentNet, torch.randn(2, 12), "cannot trace DataDependentNet with torch.fx"),
+     (um.SiameseEncoder, torch.randn(2, 2, 6),
+      "SiameseEncoder has no prunable layer.*enc.0: it is a shared layer, called 2 times")],
+    ids=["untraceable", "all-shared"],
+)
+def test_models_that_cannot_be_pruned_are_refused_in_one_line(cls, x, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        MaskedNetwork(cls(), x)
+    assert "\n" not in str(info.value)
+    data = DatasetSplits("tiny", x, torch.zeros(2, dtype=torch.long), x, torch.zeros(
+        2, dtype=torch.long), x, torch.zeros(2, dtype=torch.long), um.CLASSES)
+    with pytest.raises(ConfigError, match=message):
+        DropNet(cls(), data, DropNetConfig(max_rounds=1))
+
+
+# ----------------------------------------------------------------- 1. output layers
+@pytest.mark.parametrize(
+    "cls,heads",
+    [(um.HeadFirstMLP, ["classifier"]), (um.TwoHeadNet, ["head_a", "head_b"]),
+     (um.DictOutputNet, ["proj", "cls"]), (um.NestedContainers, ["heads.main"]),
+     (um.TupleWithFeatures, ["conv2", "fc"])],
+)
+def test_output_layers_are_never_prunable_wherever_they_are_defined(cls, heads):
+    masked = MaskedNetwork(cls(), vectors(2, torch.Generator()) if cls is not um.TupleWithFeatures
+                           else images(2, torch.Generator()))
+    for head in heads:
+        assert head not in masked.layers
+        assert "output layer" in masked.skipped[head]
+    with pytest.raises(ConfigError, match=f"'{heads[0]}' cannot be pruned: it is an output layer"):
+        MaskedNetwork(cls(), torch.randn(2, 12) if cls is not um.TupleWithFeatures
+                      else torch.randn(2, 3, 16, 16), layers=[heads[0]])
+
+
+def test_the_head_defined_first_keeps_all_its_logits_after_dropnet():
+    run, result = short_run(um.HeadFirstMLP(), tiny_splits(vectors), fraction=0.5, rounds=2)
+    exported = export_pruned(run.network_at(2), torch.randn(2, 12))
+    assert exported.module.classifier.out_features == um.CLASSES
+    assert exported.module.fc2.out_features < 10  # the last hidden layer was pruned
+
+
+# ----------------------------------------------------------------- 2. tuple and dict outputs
+def test_logits_are_the_first_tensor_or_the_named_output():
+    x = torch.randn(3, 12)
+    two = um.TwoHeadNet()
+    masked = MaskedNetwork(two, x)
+    with torch.no_grad():
+        assert torch.equal(masked(x), two(x)[0])
+        assert torch.equal(MaskedNetwork(two, x, output=1)(x), two(x)[1])
+    named = um.DictOutputNet()  # secateurs_output = "logits" on the class
+    with torch.no_grad():
+        assert torch.equal(MaskedNetwork(named, x)(x), named(x)["logits"])
+        assert torch.equal(MaskedNetwork(named, x, output="embedding")(x), named(x)["embedding"])
+    with pytest.raises(ConfigError, match=r"output='scores' is not among the model's outputs"):
+        MaskedNetwork(named, x, output="scores")
+
+
+# ----------------------------------------------------------------- 3. train and eval mode
+def test_functional_dropout_follows_the_mode_and_scores_are_deterministic():
+    torch.manual_seed(0)
+    model = um.FunctionalDropoutMLP()
+    x = torch.randn(64, 12)
+    masked = MaskedNetwork(model, x[:2])  # wrapped in train mode
+    assert masked.mode_dependent
+    with torch.no_grad():
+        masked.eval()
+        assert torch.equal(masked(x), model.eval()(x))  # no dropout in eval
+        masked.train()
+        torch.manual_seed(1)
+        train_out = masked(x)
+        torch.manual_seed(1)
+        assert torch.equal(train_out, model.train()(x))  # the same dropout as the model's
+        assert not torch.allclose(train_out, masked.eval()(x))
+    s1 = unit_scores("activation", masked, x)
+    s2 = unit_scores("activation", masked, x)
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+
+
+def test_a_training_branch_runs_in_train_mode_only():
+    model, x = um.ScaledTrainingBranch(), torch.randn(5, 12)
+    masked = MaskedNetwork(model.eval(), x)  # wrapped in eval mode this time
+    masked.set_masks({"a": torch.tensor([1] * 7 + [0] * 7)})
+    ref_mask = torch.tensor([1.0] * 7 + [0.0] * 7)
+
+    def reference(train):
+        h = torch.relu(model.a(x)) * ref_mask * (0.5 if train else 1.0)
+        return model.head(torch.relu(model.b(h)))
+
+    with torch.no_grad():
+        torch.testing.assert_close(masked.train()(x), reference(True))
+        torch.testing.assert_close(masked.eval()(x), reference(False))
+        exported = export_pruned(masked, x).module
+        torch.testing.assert_close(exported.train()(x), reference(True))
+        torch.testing.assert_close(exported.eval()(x), reference(False))
+
+
+# ----------------------------------------------------------------- 4. units on the right axis
+def test_a_per_token_linear_masks_its_features_not_the_time_steps():
+    model = um.PerTokenMLP()  # T == hidden == 8: a mask on the wrong axis would fit
+    x = torch.randn(4, 8, 6)
+    masked = MaskedNetwork(model, x).eval()
+    dead = torch.tensor([1, 0, 1, 1, 0, 1, 1, 1], dtype=torch.bool)
+    masked.set_masks({"inp": dead})
+    assert masked.mask_modules()["inp"].dim == -1
+    with torch.no_grad():
+        h = F.gelu(model.inp(x)) * dead.float()  # (N, T, H) * (H,)
+        want = model.out(F.relu(model.mid(h)).mean(1))
+        torch.testing.assert_close(masked(x), want)
+        exported = export_pruned(masked, x)
+        assert exported.module.inp.out_features == 6 and exported.module.mid.in_features == 6
+        torch.testing.assert_close(exported.module(x), want, **TOL)
+
+
+# ----------------------------------------------------------------- 5. integer inputs
+def test_an_embedding_model_export_loads_with_its_integer_input(tmp_path):
+    model = um.BagOfEmbeddings()
+    x = torch.randint(0, 20, (3, 8))
+    masked = MaskedNetwork(model, x).eval()
+    masked.set_masks({"fc": torch.tensor([1, 0] * 6)})
+    result = export_pruned(masked, x)
+    assert result.input_dtype == "int64"
+    for path in (tmp_path / "one.safetensors", tmp_path / "dir"):
+        loaded = load_exported(save_exported(path, result), model=um.BagOfEmbeddings())
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), masked(x), **TOL)
+
+
+# ----------------------------------------------------------------- 6. achieved cost
+def test_records_count_units_export_must_keep_as_kept():
+    run, result = short_run(um.LayerNormMLP(), tiny_splits(vectors), fraction=0.5, rounds=2)
+    exported = export_pruned(run.network_at(2), torch.randn(2, 12))
+    assert "fc1" in exported.kept_because and "ln1" in exported.kept_because["fc1"][0]
+    assert exported.removed["fc1"] == [] and len(exported.zeroed["fc1"]) > 0
+    assert result.rounds[2]["params"] == exported.params
+    # fc1's dead units stay: only fc2's removal is saved (fc2: 12 -> 12 - dropped units)
+    dropped_fc2 = 12 - result.rounds[2]["widths"]["fc2"]
+    assert result.rounds[0]["params"] - result.rounds[2]["params"] == dropped_fc2 * (16 + 1 + 3)
+
+
+# ----------------------------------------------------------------- 7. discovery
+def test_shared_and_unused_layers_are_left_out_with_their_reason():
+    shared = MaskedNetwork(um.SharedWeightsNet(), torch.randn(2, 12))
+    assert "shared layer, called 2 times" in shared.skipped["shared"]
+    with pytest.raises(ConfigError, match="'shared' cannot be pruned: it is a shared layer"):
+        MaskedNetwork(um.SharedWeightsNet(), torch.randn(2, 12), layers=["inp", "shared"])
+    optional = MaskedNetwork(um.OptionalLayerNet(), torch.randn(2, 12))
+    assert optional.skipped["extra"] == "forward does not call it"
+    lstm = MaskedNetwork(um.LSTMClassifier(), torch.randn(2, 8, 6))
+    assert "LSTM hidden units are not prunable" in lstm.skipped["lstm"]
+
+
+def test_depthwise_convolutions_are_coupled_with_their_input_and_removed_together():
+    model = um.DepthwiseSeparable()
+    x = torch.randn(2, 3, 16, 16)
+    masked = MaskedNetwork(model, x).eval()
+    assert masked.coupled_groups == [("stem", "dw")]
+    dead_both = torch.tensor([1, 0, 1, 0, 1, 1, 1, 1], dtype=torch.bool)
+    masked.set_masks({"stem": dead_both, "dw": dead_both & torch.tensor([1] * 7 + [0]).bool()})
+    result = export_pruned(masked, x)
+    assert result.removed["dw"] == [1, 3] and result.zeroed["dw"] == [7]
+    dw = result.module.dw
+    assert dw.groups == dw.in_channels == dw.out_channels == 6
+    with torch.no_grad():
+        torch.testing.assert_close(result.module.eval()(x), masked(x), **TOL)
+    mobilenet = MaskedNetwork(um.MiniMobileNetV2(), x)
+    assert (MB.format(1, 0), MB.format(1, 3)) in mobilenet.coupled_groups
+
+
+def test_grouped_convolutions_are_accepted_and_their_channels_kept():
+    masked = MaskedNetwork(um.GroupedConvNet(), torch.randn(2, 3, 16, 16)).eval()
+    masked.set_masks({x: torch.tensor([1, 0] * (w // 2)) for x, w in masked.widths.items()})
+    result = export_pruned(masked, torch.randn(2, 3, 16, 16))
+    assert "group by group" in result.kept_because["reduce"][0]
+    assert "group by group" in result.kept_because["grouped"][0]
+    assert result.removed["expand"] == list(range(1, 12, 2))
+
+
+# ----------------------------------------------------------------- 8. channel-preserving ops
+@pytest.mark.parametrize("cls", [um.TinyUNet, um.ScalarOpsNet, um.ConvTransposeAutoencoder,
+                                 um.ConcatChannelsNet, um.Conv3dNet, um.PermutedConv1dTokens])
+def test_channels_through_interpolate_scalars_transposed_convs_and_cat_are_removed(cls):
+    make = {um.Conv3dNet: volumes, um.PermutedConv1dTokens: sequences}.get(cls, images)
+    x = make(2, torch.Generator().manual_seed(0))
+    masked = MaskedNetwork(cls(), x).eval()
+    g = torch.Generator().manual_seed(1)
+    masks = {}
+    for layer, w in masked.widths.items():
+        alive = torch.rand(w, generator=g) > 0.4
+        alive[0] = True
+        masks[layer] = alive
+    masked.set_masks(masks)
+    # the same masks on every layer of a coupled group, so that every dead unit can go
+    for group in masked.coupled_groups:
+        masked.set_masks({layer: masks[group[0]] for layer in group})
+    result = export_pruned(masked, x)
+    assert result.kept_because == {}
+    assert all(result.zeroed[layer] == [] for layer in masked.layers)
+    alive = masked.get_masks()
+    assert sum(map(len, result.removed.values())) == sum(int((~m).sum()) for m in alive.values())
+    fresh = make(3, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(result.module.eval()(fresh), masked(fresh), **TOL)
+
+
+def test_a_hard_coded_flatten_width_keeps_the_channels_instead_of_failing():
+    masked = MaskedNetwork(um.LeNet(), torch.randn(2, 3, 16, 16)).eval()
+    masked.set_masks({"conv2": torch.tensor([1, 0] * 8), "conv1": torch.tensor([1, 0, 1, 1, 1, 1])})
+    result = export_pruned(masked, torch.randn(2, 3, 16, 16))
+    assert "hard-codes their number (64)" in result.kept_because["conv2"][0]
+    assert result.removed["conv1"] == [1]
+
+
+# ----------------------------------------------------------------- 9. MACs of every layer type
+def test_macs_count_conv1d_transposed_conv_and_lstm_layers():
+    conv1d = um.Conv1dNet()
+    x = torch.randn(2, 2, 32)
+    # c1: 8 x 32 outputs x 2 x 5; c2: 8 x 16 x 8 x 3; fc: 8 x 3
+    assert count_params_macs(conv1d, x)[1] == 8 * 32 * 10 + 8 * 16 * 24 + 24
+    auto = um.ConvTransposeAutoencoder()
+    # enc: 8 x 8 x 8 x 27; dec (transposed): each of 8 x 8 x 8 inputs x 6 x 9; refine: 6 x 8 x 8 x 54
+    want = 8 * 64 * 27 + 8 * 64 * 54 + 6 * 64 * 54 + 6 * 3
+    assert count_params_macs(auto, torch.randn(2, 3, 16, 16))[1] == want
+    lstm = um.LSTMClassifier()
+    # proj: 8 steps x 6 x 8; LSTM: 8 steps x 4 x 10 x (8 + 10); head: 10 x 3
+    assert count_params_macs(lstm, torch.randn(2, 8, 6))[1] == 8 * 48 + 8 * 4 * 10 * 18 + 30
+
+
+@pytest.mark.parametrize("cls", [um.MiniMobileNetV2, um.DepthwiseSeparable, um.SmallResNet,
+                                 um.BottleneckResNet, um.TinyUNet, um.DenseNetLike])
+def test_coupled_groups_agree_with_torch_pruning(cls):
+    """Torch-Pruning's DependencyGraph (an independent tool) couples the same prunable layers:
+    residual additions and depthwise convolutions with their inputs; concatenations couple none."""
+    import torch_pruning as tp
+
+    model, x = cls(), torch.randn(1, 3, 16, 16)
+    layers = list(MaskedNetwork(model, x).layers)
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=x)
+    names = {m: n for n, m in model.named_modules()}
+    groups = set()
+    for layer in layers:
+        group = graph.get_pruning_group(
+            model.get_submodule(layer), tp.prune_conv_out_channels, idxs=[0]
+        )
+        coupled = {
+            names[item.dep.target.module] for item in group
+            if names.get(item.dep.target.module) in layers
+            and item.dep.handler.__name__ == "prune_out_channels"
+        }
+        if len(coupled) > 1:
+            groups.add(tuple(sorted(coupled, key=layers.index)))
+    expected = sorted(groups, key=lambda g: layers.index(g[0]))
+    assert MaskedNetwork(cls(), x).coupled_groups == expected
