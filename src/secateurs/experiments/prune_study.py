@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data.splits import DatasetSplits
 from ..io import read_json, write_json
@@ -15,6 +16,9 @@ from ..pruning.metrics import get_metric
 from ..pruning.record import load_run, save_run
 from ..reporting import curves_by_round, plot_accuracy_vs_remaining, write_csv
 from ..training.progress import progress_bar
+
+if TYPE_CHECKING:
+    from ..training.hook import TrainFn
 
 SCALAR_KEYS = (
     "round",
@@ -105,11 +109,14 @@ def run_prune_study(
     on_run: Callable[[DropNetResult], None] | None = None,
     lockstep: bool = True,
     split_seed: int | None = None,
+    train_fn: TrainFn | None = None,
 ) -> StudyResult:
     """Run every (metric, seed); with ``out``, write each run as it finishes and skip runs that a
     previous invocation already completed (same folder, same settings and data split; give the
     seed that split ``data`` as ``split_seed``). With ``lockstep`` and several runs to do, they
-    train together as one batched model (docs/lockstep.md)."""
+    train together as one batched model (docs/lockstep.md). ``train_fn``: a training hook
+    (``training.hook``) that trains every round of every run (runs then go one after another; the
+    hook is not recorded in ``study.json``, so resume a folder with the same hook)."""
     import torch
 
     from ..models import build_model
@@ -172,11 +179,13 @@ def run_prune_study(
                 [(replace(config, metric=m), s) for m, s in todo],
                 on_round=show,
                 on_finish=lambda i, result: finish(*todo[i], result),
+                train_fn=train_fn,
             )
         else:
             for metric, seed in todo:
                 cfg = replace(config, metric=metric)
-                finish(metric, seed, DropNet(model, data, cfg, seed=seed).run(show))
+                run = DropNet(model, data, cfg, seed=seed, train_fn=train_fn)
+                finish(metric, seed, run.run(show))
     study.runs = [finished[job] for job in jobs]
     if out is not None:
         write_outputs(study)
