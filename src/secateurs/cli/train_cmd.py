@@ -10,6 +10,7 @@ from ..data import load_dataset
 from ..training import save_trained, train_model
 from .main import app
 from .options import DataDir, Device, JsonOut, Seed, console, out_dir, print_json, train_config
+from .recipe import Augment, Milestones, Schedule, ScheduleUnit, WarmupEpochs, with_recipe
 
 
 @app.command()
@@ -29,6 +30,11 @@ def train(
     momentum: float = typer.Option(0.0, help="SGD momentum."),
     weight_decay: float = typer.Option(0.0, help="Weight decay."),
     restore_best: bool = typer.Option(False, help="Keep the best epoch's weights, not the last."),
+    schedule: str = Schedule,
+    schedule_unit: str = ScheduleUnit,
+    warmup_epochs: float = WarmupEpochs,
+    milestones: str = Milestones,
+    augment: bool = Augment,
     device: str = Device,
     json_out: bool = JsonOut,
 ) -> None:
@@ -36,6 +42,7 @@ def train(
     config = train_config(
         lr, epochs, batch_size, patience, optimizer, momentum, weight_decay, restore_best, device
     )
+    config = with_recipe(config, schedule, schedule_unit, warmup_epochs, milestones, augment)
     data = load_dataset(dataset, data_dir, seed=seed)
     run = train_model(model, data, config, seed=seed, progress=not json_out)
     path = save_trained(run, out_dir(out), {"dataset": dataset, "config": config.to_dict()})
