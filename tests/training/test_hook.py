@@ -133,8 +133,23 @@ def test_bad_hook_results_are_refused(digits, returned, words):
         run_dropnet(SPEC, digits, DropNetConfig(train=FAST, max_rounds=0, until=None),
                     train_fn=lambda network, info: returned)
     assert words in str(info.value)
-    with pytest.raises(ConfigError, match="train_fn must be callable"):
+    with pytest.raises(ConfigError, match="train_fn must be callable .* got a str"):
         DropNet(SPEC, digits, train_fn="train")
+
+
+def test_a_trainer_object_with_fit_is_a_hook(digits):
+    class Trainer:
+        def __init__(self):
+            self.rounds = []
+
+        def fit(self, network, info):
+            self.rounds.append(info.round)
+            return {"epochs": 1}
+
+    trainer = Trainer()
+    result = run_dropnet(SPEC, digits, DropNetConfig(max_rounds=2, until=None), train_fn=trainer)
+    assert trainer.rounds == [0, 1, 2]
+    assert [r["epochs"] for r in result.rounds] == [1, 1, 1]
 
 
 def test_a_hook_returning_none_records_zero_epochs(digits):

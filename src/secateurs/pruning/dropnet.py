@@ -19,7 +19,7 @@ from ..data.splits import DatasetSplits
 from ..errors import ConfigError
 from ..models import build_model
 from ..training import TrainConfig, TrainResult, split_metrics, train
-from ..training.hook import RoundInfo, TrainFn, as_train_result
+from ..training.hook import RoundInfo, TrainFn, as_train_result, resolve_train_fn
 from ..training.trainer import resolve_device
 from .importance import unit_scores
 from .masks import MaskedNetwork
@@ -127,8 +127,9 @@ class DropNet:
     ``model``: a registry spec (built with ``seed``) or a module. A module is **copied**: the run
     trains, masks and resets its own copy (``self.masked``), and the module passed in keeps its
     weights and structure. Its weights as passed in are θ0 (``reset="initial"``).
-    ``train_fn``: a training hook (``training.hook``: ``train_fn(network, info)``) that trains
-    each round's masked network instead of the built-in trainer.
+    ``train_fn``: a training hook (``training.hook``: ``train_fn(network, info)``, or an object
+    with that ``fit`` method) that trains each round's masked network instead of the built-in
+    trainer.
     """
 
     def __init__(
@@ -144,11 +145,7 @@ class DropNet:
         self.data = data
         self.seed = seed
         self.metric = get_metric(self.config.metric)
-        if train_fn is not None and not callable(train_fn):
-            raise ConfigError(
-                f"train_fn must be callable as train_fn(network, info), got {type(train_fn).__name__}"
-            )
-        self.train_fn = train_fn
+        self.train_fn = resolve_train_fn(train_fn)
         if isinstance(model, str):
             with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
                 torch.manual_seed(seed)

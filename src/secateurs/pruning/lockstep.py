@@ -333,9 +333,7 @@ def lockstep_unsupported_reason(model: str | nn.Module, data: DatasetSplits) -> 
     """Why runs of ``model`` (a registry spec, or a module, left untouched) cannot be batched
     (None if they can). Some ops refuse only when they see their input, so one sample goes
     through the stack in every input layout and must give the model's own logits."""
-    if isinstance(model, nn.Module):
-        model = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # DropNet copies a module: ``model`` is untouched
         net = DropNet(model, data, DropNetConfig(), seed=0).masked.net.eval()
     x = data.x_train[:1]
     try:

@@ -1,6 +1,7 @@
 """Bring your own training loop: the protocol DropNet calls, once per round, instead of ``train``.
 
-A training hook is any callable ``train_fn(network, info) -> dict | TrainResult | None``:
+A training hook is any callable ``train_fn(network, info) -> dict | TrainResult | None``, or an
+object with such a ``fit(network, info)`` method (a small trainer class):
 
 - ``network`` is the round's masked network (an ``nn.Module``; for DropNet a ``MaskedNetwork``).
   Train it in place, with your own data loaders, loss, optimizer and schedule. Its masks are
@@ -57,6 +58,19 @@ class TrainFn(Protocol):
     def __call__(
         self, network: nn.Module, info: RoundInfo
     ) -> Mapping[str, Any] | TrainResult | None: ...
+
+
+def resolve_train_fn(train_fn: Any) -> TrainFn | None:
+    """The callable to call for ``train_fn``: itself, or its ``fit`` method (a trainer object)."""
+    if train_fn is None or callable(train_fn):
+        return train_fn
+    fit = getattr(train_fn, "fit", None)
+    if callable(fit):
+        return fit
+    raise ConfigError(
+        f"train_fn must be callable as train_fn(network, info) or have a fit(network, info) "
+        f"method, got a {type(train_fn).__name__}"
+    )
 
 
 def _plain(key: str, value: Any) -> Any:
