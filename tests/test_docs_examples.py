@@ -11,7 +11,9 @@ import pytest
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-@pytest.mark.parametrize("page", ["deploy.md", "dropnet.md", "export.md", "lockstep.md", "pipeline.md"])
+@pytest.mark.parametrize(
+    "page", ["deploy.md", "dropnet.md", "export.md", "lockstep.md", "pipeline.md", "training.md"]
+)
 def test_the_pages_python_examples_run(page, tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), flags=re.S)
     assert blocks, f"{page} should show a Python example"

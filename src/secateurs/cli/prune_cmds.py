@@ -26,6 +26,7 @@ from .options import (
     train_config,
     value,
 )
+from .recipe import Augment, Milestones, Schedule, ScheduleUnit, WarmupEpochs, with_recipe
 
 
 @app.command()
@@ -74,6 +75,11 @@ def prune(
     momentum: float = typer.Option(0.0, help="SGD momentum."),
     weight_decay: float = typer.Option(0.0, help="Weight decay."),
     restore_best: bool = typer.Option(False, help="Keep each round's best epoch, not the last."),
+    schedule: str = Schedule,
+    schedule_unit: str = ScheduleUnit,
+    warmup_epochs: float = WarmupEpochs,
+    milestones: str = Milestones,
+    augment: bool = Augment,
     lockstep: bool = typer.Option(
         True,
         "--lockstep/--no-lockstep",
@@ -99,6 +105,13 @@ def prune(
         until = 0.1
     if "oracle" in metric:
         one_per_round = one_per_round or len(metric) > 1  # compare like with like
+    train_cfg = with_recipe(
+        train_config(
+            lr, epochs, batch_size, patience, optimizer, momentum, weight_decay, restore_best,
+            device,
+        ),
+        schedule, schedule_unit, warmup_epochs, milestones, augment,
+    )
     config = DropNetConfig(
         fraction=fraction,
         until=until,
@@ -108,17 +121,7 @@ def prune(
         one_per_round=one_per_round,
         score_samples=score_samples,
         coupled=value(coupled),
-        train=train_config(
-            lr,
-            epochs,
-            batch_size,
-            patience,
-            optimizer,
-            momentum,
-            weight_decay,
-            restore_best,
-            device,
-        ),
+        train=train_cfg,
     )
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")

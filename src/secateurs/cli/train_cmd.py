@@ -19,6 +19,7 @@ from .options import (
     print_json,
     train_config,
 )
+from .recipe import Augment, Milestones, Schedule, ScheduleUnit, WarmupEpochs, with_recipe
 
 
 @app.command()
@@ -38,6 +39,11 @@ def train(
     momentum: float = typer.Option(0.0, help="SGD momentum."),
     weight_decay: float = typer.Option(0.0, help="Weight decay."),
     restore_best: bool = typer.Option(False, help="Keep the best epoch's weights, not the last."),
+    schedule: str = Schedule,
+    schedule_unit: str = ScheduleUnit,
+    warmup_epochs: float = WarmupEpochs,
+    milestones: str = Milestones,
+    augment: bool = Augment,
     device: str = Device,
     json_out: bool = JsonOut,
 ) -> None:
@@ -51,6 +57,7 @@ def train(
     config = train_config(
         lr, epochs, batch_size, patience, optimizer, momentum, weight_decay, restore_best, device
     )
+    config = with_recipe(config, schedule, schedule_unit, warmup_epochs, milestones, augment)
     data = load_dataset(dataset, data_dir, seed=seed)
     out = out_dir(out)
     build_model(model, data.input_shape, data.num_classes)  # a bad --model fails before the header

@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data.splits import DatasetSplits
 from ..io import check_writable_dir, read_json, remove_stale_temporaries, write_json
@@ -18,6 +19,9 @@ from ..pruning.record import check_run, load_run, save_run
 from ..reporting import curves_by_round, plot_accuracy_vs_remaining, write_csv
 from ..training.progress import LogProgress, progress_bar
 from .lock import run_lock
+
+if TYPE_CHECKING:
+    from ..training.hook import TrainFn
 
 SCALAR_KEYS = (
     "round",
@@ -126,12 +130,16 @@ def run_prune_study(
     lockstep: bool = True,
     split_seed: int | None = None,
     log: Callable[[str], None] | None = None,
+    train_fn: TrainFn | None = None,
 ) -> StudyResult:
     """Run every (metric, seed); with ``out``, write each run as it finishes and skip runs that a
     previous invocation already completed (same folder, same settings and data split; give the
     seed that split ``data`` as ``split_seed``); a damaged run (truncated or missing file) is run
     again, and ``log`` says so. One process at a time per ``out`` (a lock). With ``lockstep`` and
-    several runs to do, they train together as one batched model (docs/lockstep.md)."""
+    several runs to do, they train together as one batched model (docs/lockstep.md).
+    ``train_fn``: a training hook (``training.hook``) that trains every round of every run (runs
+    then go one after another; the hook is not recorded in ``study.json``, so resume a folder
+    with the same hook)."""
     import torch
 
     from ..models import build_model
@@ -165,12 +173,13 @@ def run_prune_study(
             _check_same_study(out, header, log)
             write_json(out / "study.json", header)
         return _run_jobs(
-            model, data, metrics, seeds, config, out, study, progress, on_run, lockstep, log
+            model, data, metrics, seeds, config, out, study, progress, on_run, lockstep, log,
+            train_fn,
         )
 
 
 def _run_jobs(
-    model, data, metrics, seeds, config, out, study, progress, on_run, lockstep, log
+    model, data, metrics, seeds, config, out, study, progress, on_run, lockstep, log, train_fn
 ) -> StudyResult:
     jobs = [(m, s) for m in metrics for s in seeds]
     finished: dict[tuple[str, int], DropNetResult] = {}
@@ -239,11 +248,13 @@ def _run_jobs(
                 [(replace(config, metric=m), s) for m, s in todo],
                 on_round=show,
                 on_finish=lambda i, result: finish(*todo[i], result),
+                train_fn=train_fn,
             )
         else:
             for metric, seed in todo:
                 cfg = replace(config, metric=metric)
-                finish(metric, seed, DropNet(model, data, cfg, seed=seed).run(show))
+                run = DropNet(model, data, cfg, seed=seed, train_fn=train_fn)
+                finish(metric, seed, run.run(show))
     study.runs = [finished[job] for job in jobs]
     if out is not None:
         write_outputs(study)

@@ -19,6 +19,8 @@ from ..data.splits import DatasetSplits
 from ..errors import ConfigError
 from ..models import build_model
 from ..training import TrainConfig, TrainResult, split_metrics, train
+from ..training.hook import RoundInfo, TrainFn, as_train_result, resolve_train_fn
+from ..training.trainer import resolve_device
 from .importance import unit_scores
 from .masks import MaskedNetwork
 from .metrics import get_metric
@@ -108,8 +110,27 @@ def ungroup_coupled(
     return out
 
 
+def _private_copy(model: nn.Module) -> nn.Module:
+    try:
+        return copy.deepcopy(model)
+    except Exception as exc:  # a module holding something that cannot be copied
+        raise ConfigError(
+            f"DropNet works on a copy of the model you pass, and this {type(model).__name__} "
+            f"cannot be copied ({type(exc).__name__}: {exc}); pass a registry spec or a module "
+            "that copy.deepcopy accepts"
+        ) from exc
+
+
 class DropNet:
-    """One DropNet run of one network on one dataset with one metric and seed."""
+    """One DropNet run of one network on one dataset with one metric and seed.
+
+    ``model``: a registry spec (built with ``seed``) or a module. A module is **copied**: the run
+    trains, masks and resets its own copy (``self.masked``), and the module passed in keeps its
+    weights and structure. Its weights as passed in are θ0 (``reset="initial"``).
+    ``train_fn``: a training hook (``training.hook``: ``train_fn(network, info)``, or an object
+    with that ``fit`` method) that trains each round's masked network instead of the built-in
+    trainer.
+    """
 
     def __init__(
         self,
@@ -118,15 +139,19 @@ class DropNet:
         config: DropNetConfig | None = None,
         *,
         seed: int = 0,
+        train_fn: TrainFn | None = None,
     ):
         self.config = config or DropNetConfig()
         self.data = data
         self.seed = seed
         self.metric = get_metric(self.config.metric)
+        self.train_fn = resolve_train_fn(train_fn)
         if isinstance(model, str):
             with torch.random.fork_rng(devices=[]):  # leave the caller's random state alone
                 torch.manual_seed(seed)
                 model = build_model(model, data.input_shape, data.num_classes)
+        else:
+            model = _private_copy(model)
         self.masked = MaskedNetwork(model, data.x_train[:2])
         self.initial = _state_to_cpu(self.masked.weight_state_dict())
         self.generator = torch.Generator().manual_seed(seed)  # ties and random metrics
@@ -139,16 +164,54 @@ class DropNet:
         self._unpruned_counts: tuple[int, int] | None = None
 
     # -- steps -------------------------------------------------------------------------------
+    @property
+    def round_seed(self) -> int:
+        """This round's training seed (data order, augmentation), from the run's seed and round."""
+        return self.seed * 100_003 + self.round
+
+    def round_info(self) -> RoundInfo:
+        """What a training hook is told about this round."""
+        return RoundInfo(
+            round=self.round,
+            run_seed=self.seed,
+            seed=self.round_seed,
+            generator=torch.Generator().manual_seed(self.round_seed),
+            data=self.data,
+            config=self.config.train,
+            device=resolve_device(self.config.train.device),
+            remaining=self.masked.remaining_fraction(),
+            metric=self.config.metric,
+        )
+
     def train_round(self, progress: bool = False) -> TrainResult:
-        """Train the current masked network (data order seeded by seed and round)."""
+        """Train the current masked network: with the training hook when one is given, else the
+        built-in trainer (data order seeded by seed and round)."""
+        if self.train_fn is not None:
+            return self._train_with_hook()
         return train(
             self.masked,
             self.data,
             self.config.train,
-            seed=self.seed * 100_003 + self.round,
+            seed=self.round_seed,
             progress=progress,
             description=f"{self.config.metric} round {self.round}",
         )
+
+    def _train_with_hook(self) -> TrainResult:
+        def masks() -> dict[str, torch.Tensor]:
+            return {k: m.mask.detach().float().cpu().clone()
+                    for k, m in self.masked.mask_modules().items()}
+
+        before = masks()
+        output = self.train_fn(self.masked, self.round_info())
+        after = masks()
+        changed = [k for k in before if not torch.equal(before[k], after[k])]
+        if changed:
+            raise ConfigError(
+                f"the training hook changed the masks of {', '.join(changed)} in round "
+                f"{self.round}; a hook trains the weights and must leave the masks alone"
+            )
+        return as_train_result(output)
 
     def record(
         self, result: TrainResult, seconds: float = 0.0, metrics: dict[str, float] | None = None
@@ -182,6 +245,8 @@ class DropNet:
             "widths": {k: int(m.sum()) for k, m in masks.items()},
             "remaining_per_layer": self.masked.remaining_per_layer(),
         }
+        if result.info:
+            row["train_info"] = dict(result.info)
         self.rounds.append(row)
         if self.config.keep_weights:
             self.weights[self.round] = _state_to_cpu(self.masked.weight_state_dict())
@@ -348,6 +413,8 @@ def run_dropnet(
     *,
     seed: int = 0,
     on_round: Callable[[DropNet, dict], None] | None = None,
+    train_fn: TrainFn | None = None,
 ) -> DropNetResult:
-    """Run DropNet to its stop rule. ``model`` is a registry spec (built with ``seed``) or a module."""
-    return DropNet(model, data, config, seed=seed).run(on_round)
+    """Run DropNet to its stop rule. ``model`` is a registry spec (built with ``seed``) or a module
+    (copied, left unchanged); ``train_fn``: a training hook (see ``DropNet``)."""
+    return DropNet(model, data, config, seed=seed, train_fn=train_fn).run(on_round)

@@ -40,6 +40,7 @@ from torch import fx, nn
 
 from ..data.splits import DatasetSplits
 from ..errors import ConfigError, TrainingDiverged
+from ..training.hook import TrainFn
 from ..training.lockstep import (
     LockstepDiverged,
     LockstepUnsupported,
@@ -374,6 +375,7 @@ def run_dropnet_lockstep(
     step_bytes: int | None = None,
     on_round: Callable[[DropNet, dict], None] | None = None,
     on_finish: Callable[[int, DropNetResult], None] | None = None,
+    train_fn: TrainFn | None = None,
 ) -> list[DropNetResult]:
     """Run every ``(config, seed)`` of ``model`` (a registry spec) to its stop rule, as
     ``DropNet(model, data, config, seed=seed).run()`` would, training the runs as batches.
@@ -390,6 +392,9 @@ def run_dropnet_lockstep(
     Results come back in the order of ``runs``. Oracle runs and architectures the engine cannot
     batch run one after another (``LockstepFallback`` warning). If some runs diverge, the others
     finish (batched or not) and a ``TrainingDiverged`` error naming them is raised at the end.
+    With a training hook (``train_fn``, which trains each network its own way) or augmented
+    training (``augment``, drawn per network), runs are not batched either (same warning): the
+    runs then are exactly ``DropNet(model, data, config, seed=seed, train_fn=train_fn).run()``.
     """
     if group_size is not None and group_size < 1:
         raise ConfigError(f"group_size must be >= 1, got {group_size}")
@@ -404,6 +409,17 @@ def run_dropnet_lockstep(
     batched, alone = [], []
     for i, (cfg, _seed) in enumerate(runs):
         (alone if cfg.metric == "oracle" else batched).append(i)
+    why_alone = None
+    if train_fn is not None and batched:
+        why_alone = "a training hook (train_fn) trains each network itself"
+    elif any(runs[i][0].train.augment for i in batched):
+        why_alone = "augmented training (augment=true) is not batched"
+    if why_alone is not None:
+        warnings.warn(
+            f"lockstep disabled: {why_alone}; running {len(batched)} runs one after another",
+            LockstepFallback, stacklevel=2,
+        )
+        alone, batched = sorted(alone + batched), []
     if compact:
         decayed = [i for i in batched if runs[i][0].train.weight_decay > 0]
         if decayed:
@@ -433,7 +449,7 @@ def run_dropnet_lockstep(
     for i in alone:
         cfg, seed = runs[i]
         try:
-            result = DropNet(model, data, cfg, seed=seed).run(on_round)
+            result = DropNet(model, data, cfg, seed=seed, train_fn=train_fn).run(on_round)
         except TrainingDiverged as exc:  # the others go on, as in a batch
             failures[i] = str(exc)
             continue

@@ -22,7 +22,8 @@ Conv2d (groups=1, zero padding), pointwise activations, pooling, Flatten, additi
 binary ops (``alpha=`` included); more module types can be registered with ``register_stacker``.
 Every model must configure each module alike (stride, slopes, ...). BatchNorm (running
 statistics) and dropout (random masks per network) are not batched: ``LockstepUnsupported`` says
-so, and callers fall back to separate runs.
+so, and callers fall back to separate runs. Learning-rate schedules are followed (every network of
+a batch is at the same epoch and step); augmentation (``augment``) is refused.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..data.splits import DatasetSplits
 from ..errors import ConfigError, TrainingDiverged
 from .config import TrainConfig
 from .progress import progress_bar
+from .schedules import learning_rate, schedule_is_constant, set_learning_rate
 from .trainer import EpochRecord, TrainResult, make_optimizer, resolve_device
 
 LAYOUTS = ("shared", "kb", "bk")
@@ -720,6 +722,12 @@ class LockstepTrainer:
         """Network ``i`` is ``models[i]`` with the data order of ``seeds[i]`` (equal seeds for
         all: one generator, one shared input); ``graph`` as in ``StackedNetwork``."""
         self.config = config or TrainConfig()
+        if self.config.augment:
+            raise LockstepUnsupported(
+                "augment=true: lockstep training does not batch augmentation; train the models "
+                "one by one (trainer.train)"
+            )
+        self.scheduled = not schedule_is_constant(self.config)
         self.device = resolve_device(self.config.device)
         self.x_train, self.y_train = data.x_train.to(self.device), data.y_train.to(self.device)
         self.x_val, self.y_val = data.x_val, data.y_val
@@ -768,7 +776,12 @@ class LockstepTrainer:
             by_network = rows if layout == "kb" else _batches(perms, bs, "kb")
             targets = self.y_train.index_select(0, torch.cat(by_network))
             batches = list(zip(rows, targets.split([len(r) for r in rows]), strict=True))
-        for xb, yb in batches:
+        epoch_index = members[0].result.epochs  # every member started with the batch
+        for step, (xb, yb) in enumerate(batches):
+            if self.scheduled:
+                set_learning_rate(
+                    self.optimizer, learning_rate(config, epoch_index, step, len(batches))
+                )
             b = len(yb) // (1 if shared else ka)
             if shared:
                 logits = stacked(xb, "shared")

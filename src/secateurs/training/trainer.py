@@ -16,8 +16,10 @@ from torch.nn import functional as F
 
 from ..data.splits import DatasetSplits
 from ..errors import ConfigError, TrainingDiverged
+from .augment import augment_batch, check_augmentable
 from .config import TrainConfig
 from .progress import progress_bar
+from .schedules import learning_rate, schedule_is_constant, set_learning_rate
 
 
 @dataclass
@@ -35,6 +37,8 @@ class TrainResult:
     epochs: int = 0
     best_epoch: int = 0
     stopped_early: bool = False
+    # What a user's training hook returned (``training.hook``); empty for the built-in trainer.
+    info: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -113,8 +117,10 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place on ``data.train``, early-stopping on ``data.val`` loss.
 
-    Deterministic on CPU for a given seed: the data order comes from a generator seeded with ``seed``
-    (weights are whatever the model holds; seed its construction separately).
+    Deterministic on CPU for a given seed: the data order (and, with ``config.augment``, each
+    batch's crops and flips) comes from a generator seeded with ``seed`` (weights are whatever the
+    model holds; seed its construction separately). The learning rate follows ``config``'s
+    schedule (``schedules.learning_rate``), set before every step.
     """
     config = config or TrainConfig()
     device = resolve_device(config.device)
@@ -124,7 +130,9 @@ def train(
     n = len(y_train)
     if n == 0:
         raise ConfigError("the training split is empty")
+    check_augmentable(x_train, config)
     optimizer = make_optimizer(model, config)
+    scheduled = not schedule_is_constant(config)
     gen = torch.Generator().manual_seed(seed)
     result = TrainResult()
     best_loss, best_state, bad_epochs = math.inf, None, 0
@@ -141,6 +149,9 @@ def train(
             for s in range(steps):
                 xb = xs[s * config.batch_size : (s + 1) * config.batch_size]
                 yb = ys[s * config.batch_size : (s + 1) * config.batch_size]
+                xb = augment_batch(xb, config, gen)
+                if scheduled:
+                    set_learning_rate(optimizer, learning_rate(config, epoch - 1, s, steps))
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
