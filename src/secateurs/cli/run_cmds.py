@@ -156,9 +156,10 @@ def _settings(cfg: dict) -> dict:
 
 
 def _run(cfg: dict, json_out: bool) -> None:
-    from ..experiments.pipeline import run_experiment
+    from ..experiments.pipeline import check_experiment, run_experiment
     from .options import err_console
 
+    check_experiment(cfg)  # bad settings fail in one line before the header and any work
     announce(cfg["output"], _settings(cfg))
     resumable(cfg["output"])
     results = run_experiment(

@@ -91,13 +91,7 @@ def run_experiment(
     config = validate(config)
     out = Path(config["output"])
     log = log or (lambda _msg: None)
-    specs = task_specs(config)
-    from .tasks import dataset_of
-
-    # Everything that can be checked fails here, before anything is written.
-    check_writable_dir(out, "output")
-    data = dataset_of(specs[0])
-    check_models(config, data)
+    specs = check_experiment(config)
     with run_lock(out):
         for folder in (out, out / "tasks", out / "pools"):  # left by a run killed mid-write
             remove_stale_temporaries(folder, recursive=folder != out)
@@ -115,6 +109,18 @@ def run_experiment(
 
         write_report(config, results, out)
     return results
+
+
+def check_experiment(config: dict) -> list[dict]:
+    """Everything that can be checked before any work (output folder, dataset, every member's
+    model on the data's shape): fails in one line, writes nothing. Returns the task specs."""
+    from .tasks import dataset_of
+
+    config = validate(config)
+    specs = task_specs(config)
+    check_writable_dir(Path(config["output"]), "output")
+    check_models(config, dataset_of(specs[0]))
+    return specs
 
 
 def _groups(
