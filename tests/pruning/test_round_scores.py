@@ -103,5 +103,5 @@ def test_a_missing_scores_file_is_a_data_error(digits, tmp_path):
     result = DropNet(MODEL, digits, _config("minimum"), seed=0).run()
     folder = save_run(result, tmp_path / "run")
     (folder / "scores-001.json").unlink()
-    with pytest.raises(DataError, match="cannot read the unit scores .*scores-001.json"):
+    with pytest.raises(DataError, match="damaged: scores-001.json is missing"):
         load_run(folder)

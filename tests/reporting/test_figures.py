@@ -117,7 +117,9 @@ def test_pipeline_figures(report_run, captured, tmp_path):
     legend = {t.get_text() for t in tops[0].get_legend().get_texts()}
     assert {"whole pool", "best single model", "team (GD)", "team (KW)"} <= legend
     pool_line = tops[0].get_lines()[0]
-    pool_rows = [r for r in results["table"] if r["metric"] == "minimum"][::2]
+    pool_rows = [
+        r for r in results["table"] if r["metric"] == "minimum" and r["focal_metric"] == "gd"
+    ]
     assert list(pool_line.get_ydata()) == pytest.approx(
         [100 * r["pool_test_acc"] for r in pool_rows]
     )

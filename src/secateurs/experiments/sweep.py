@@ -228,7 +228,7 @@ def run_sweep(
         headers = {p: _header(model, data, metric, seeds, configs[p], dataset, split_seed)
                    for p in fractions}
         for p, header in headers.items():  # every check before anything is written
-            _check_same_study(fraction_dir(out, p), header, log or (lambda _m: None))
+            _check_same_study(fraction_dir(out, p), header, lambda _m: None)
         for p, header in headers.items():
             write_json(fraction_dir(out, p) / "study.json", header)
         write_json(out / "sweep.json", head)
