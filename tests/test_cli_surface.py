@@ -129,7 +129,7 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path):
         lines.append(line)
         if line.startswith("settings:") or not line:
             break
-    time.sleep(1.0)
+    time.sleep(4.0)  # past the set-up (first imports, round 0's cost) and into training
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=300)
     err = "".join(lines) + stderr
@@ -312,11 +312,11 @@ def test_run_tables_in_text_show_every_row(capsys):
 
     row = {"metric": "minimum_layer", "scope": "layer", "level": 0.5, "pruned": 0.493,
            "focal_metric": "gd", "pool_val_acc": 0.97, "pool_test_acc": 0.9694,
-           "best_single_test_acc": 0.95, "team": "{0,2}", "team_names": "fc40 fc24", "size": 2,
+           "best_single_test_acc": 0.95, "team": [0, 2], "team_names": ["fc40", "fc24"], "size": 2,
            "cost": 0.4, "mac_fraction": 0.31, "team_val_acc": 0.97, "team_test_acc": 0.9722,
            "difference": 0.0028}
-    empty = {**row, "metric": "minimum", "scope": "global", "focal_metric": "kw", "team": "",
-             "team_names": "", "size": 0, "cost": None, "mac_fraction": None,
+    empty = {**row, "metric": "minimum", "scope": "global", "focal_metric": "kw", "team": [],
+             "team_names": [], "size": 0, "cost": None, "mac_fraction": None,
              "team_val_acc": None, "team_test_acc": None, "difference": None}
     _show({"table": [row, empty], "seconds": 3.0}, "runs/x", json_out=False)
     out = capsys.readouterr().out

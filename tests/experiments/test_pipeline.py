@@ -65,8 +65,8 @@ def test_end_to_end_tiny_config(first_run):
         for r in results["table"]
         if r["metric"] == "minimum" and r["level"] == 0.5 and r["focal_metric"] == "gd"
     )
-    assert row["team_names"].split() == list(again.recommended.names)
-    assert row["team"] == "{" + ",".join(map(str, again.recommended.indices)) + "}"
+    assert row["team_names"] == list(again.recommended.names)
+    assert row["team"] == list(again.recommended.indices)  # numbers, not a "{0,2}" string
     assert row["team_test_acc"] == pytest.approx(again.recommended.test_accuracy)
     # Snapshots: level 0 is the unpruned round; level 0.5 the round nearest 50% pruned.
     for r in results["table"]:

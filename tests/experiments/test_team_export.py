@@ -43,9 +43,9 @@ def test_results_link_every_snapshot_to_its_weights_and_pools_list_models_in_ord
     # config order, not name order: fc8-s0, fc8-s1, fc12-s2 (sorted, fc12 would come first)
     assert results["pools"]["minimum/p50"]["models"] == ["fc8-s0", "fc8-s1", "fc12-s2"]
     for row in results["table"]:
-        indices = [int(i) for i in row["team"].strip("{}").split(",")]
+        indices = row["team"]
         pool = results["pools"][row["row"].rsplit("/", 1)[0]]
-        assert [pool["models"][i] for i in indices] == row["team_names"].split()
+        assert [pool["models"][i] for i in indices] == row["team_names"]
         assert [pool["snapshots"][i] for i in indices] == row["team_snapshots"]
 
 

@@ -81,7 +81,7 @@ def _rewrite_architecture(path, **changes):
     ("change", "says"),
     [
         ({"input_shape": [-1]}, "input_shape must be"),
-        ({"input_shape": [1, 2]}, "input_shape must be"),
+        ({"input_shape": [1, 1, 1, 1, 2]}, "input_shape must be"),
         ({"input_shape": [100000, 100000, 100000]}, "input_shape must be"),
         ({"input_shape": "64"}, "input_shape must be a list of integers"),
         ({"model": {"name": "model-a", "options": [1]}}, "model options must be a mapping"),

@@ -417,8 +417,8 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
     }
     if team is None:
         row.update(
-            team="",
-            team_names="",
+            team=[],
+            team_names=[],
             team_snapshots=[],
             size=0,
             cost=None,
@@ -442,8 +442,8 @@ def _table_row(metric, level, group, pool, res, focal_metric, unpruned_macs, vot
         _test_correct(pool, team.indices, vote), _test_correct(pool, range(m), vote), seed=seed
     ).to_dict()
     row.update(
-        team="{" + ",".join(str(i) for i in team.indices) + "}",
-        team_names=" ".join(team.names),
+        team=[int(i) for i in team.indices],
+        team_names=list(team.names),
         team_snapshots=[group[i].snapshot for i in team.indices],
         size=team.size,
         cost=team.size / m,

@@ -73,9 +73,9 @@ def seed_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     ]
     body = []
     for r in rows:
-        team = r.get("team") or "-"
+        team = "{" + ",".join(map(str, r["team"])) + "}" if r.get("team") else "-"
         if r.get("team_names"):
-            team = f"{team} {', '.join(r['team_names'].split())}"
+            team = f"{team} {', '.join(r['team_names'])}"
         body.append(
             [
                 r["metric"],
