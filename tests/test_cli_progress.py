@@ -105,3 +105,36 @@ def test_commands_start_with_the_output_folder_and_settings(tmp_path, capsys):
     for part in ("metrics=minimum", "seeds=0", "fraction=0.5", "until=0.5", "reset=initial",
                  "max_epochs=1", "device=auto (cpu)"):
         assert part in err[1], part
+
+
+def test_a_pipeline_run_off_a_terminal_logs_every_round_of_every_task(tmp_path, capsys):
+    """A lockstep group finishes all its runs at once: without per-round lines a log shows
+    nothing for the whole group."""
+    import copy
+    import csv
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "experiments"))
+    from pipeline_configs import TINY
+
+    from secateurs.experiments import run_experiment
+
+    cfg = copy.deepcopy(TINY)
+    cfg["output"] = str(tmp_path / "run")
+    cfg["pool"] = [{**cfg["pool"][0], "seeds": [0, 1, 2]}]  # one lockstep group of 6 runs
+    run_experiment(cfg, progress=True)
+    err = capsys.readouterr().err
+    with open(tmp_path / "run" / "rounds.csv") as f:
+        recorded = list(csv.DictReader(f))
+    lines = [line for line in err.splitlines() if "round" in line and "of units left" in line]
+    for metric in ("minimum", "random_layer"):
+        for seed in (0, 1, 2):
+            mine = [ln for ln in lines if f" {metric} seed {seed}: round " in ln]
+            rounds = [r for r in recorded if r["metric"] == metric and r["seed"] == str(seed)]
+            assert rounds and len(mine) == len(rounds), (metric, seed, err[-2000:])
+            assert all(re.match(r"\[ *\d+m\d\ds\] model-a:widths=8-8 ", ln) for ln in mine)
+    # and nothing at all with progress off
+    cfg["output"] = str(tmp_path / "quiet")
+    run_experiment(cfg, progress=False)
+    assert "of units left" not in capsys.readouterr().err

@@ -59,13 +59,13 @@ class Ran:
         self.models: list[str] = []
         real_single, real_lockstep = tasks.run_dropnet, tasks._lockstep_results
 
-        def single(model, data, config, seed):
+        def single(model, data, config, seed, **kw):
             self.models.append(model)
-            return real_single(model, data, config, seed=seed)
+            return real_single(model, data, config, seed=seed, **kw)
 
-        def lockstep(specs, data):
+        def lockstep(specs, data, *args, **kw):
             self.models.extend(s["model"] for s in specs)
-            return real_lockstep(specs, data)
+            return real_lockstep(specs, data, *args, **kw)
 
         monkeypatch.setattr(tasks, "run_dropnet", single)
         monkeypatch.setattr(tasks, "_lockstep_results", lockstep)

@@ -22,8 +22,8 @@ from .tasks import execute_group
 Done = Callable[[list[dict], list[dict]], None]  # (specs of a group, their payloads)
 
 
-def _worker(specs: list[dict], lockstep: bool) -> list[dict]:
-    return execute_group(specs, lockstep)
+def _worker(specs: list[dict], lockstep: bool, log_rounds: bool = False) -> list[dict]:
+    return execute_group(specs, lockstep, log_rounds)
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -38,12 +38,17 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 
 
 def run_local(
-    groups: Iterable[list[dict]], on_done: Done, *, workers: int = 1, lockstep: bool = True
+    groups: Iterable[list[dict]],
+    on_done: Done,
+    *,
+    workers: int = 1,
+    lockstep: bool = True,
+    log_rounds: bool = False,
 ) -> None:
     groups = list(groups)
     if workers <= 1 or len(groups) <= 1:
         for specs in groups:
-            on_done(specs, execute_group(specs, lockstep))
+            on_done(specs, execute_group(specs, lockstep, log_rounds))
         return
     pool = ProcessPoolExecutor(
         max_workers=min(workers, len(groups)),
@@ -52,7 +57,7 @@ def run_local(
         initargs=(os.getpid(),),
     )
     try:
-        futures = {pool.submit(_worker, g, lockstep): g for g in groups}
+        futures = {pool.submit(_worker, g, lockstep, log_rounds): g for g in groups}
         for future in as_completed(futures):
             on_done(futures[future], future.result())
     except BaseException:  # an error, Ctrl-C or SIGTERM turned into an exception: stop at once

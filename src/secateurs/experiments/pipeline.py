@@ -190,7 +190,7 @@ def _execute(
                 gpus=ex["gpus_per_task"],
             )
         else:
-            run_local(groups, done, workers=ex["workers"], lockstep=lockstep)
+            run_local(groups, done, workers=ex["workers"], lockstep=lockstep, log_rounds=progress)
 
 
 def _snapshots(config: dict, out: Path, specs: list[dict]) -> list[Snapshot]:

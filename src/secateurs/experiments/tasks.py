@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -173,35 +175,64 @@ def task_threads(spec: dict) -> int:
     return int(spec.get("threads", DEFAULT_THREADS))
 
 
-def execute_group(specs: list[dict], lockstep: bool = True) -> list[dict[str, Any]]:
+def execute_group(
+    specs: list[dict], lockstep: bool = True, log_rounds: bool = False
+) -> list[dict[str, Any]]:
     """Run a group of tasks of one architecture (in lockstep when available and worthwhile), with
     the tasks' own torch thread count: float reductions split over another number of threads sum
-    in another order, so results would otherwise depend on the executor and worker count."""
+    in another order, so results would otherwise depend on the executor and worker count.
+    ``log_rounds``: one stderr line per finished round of each task (a lockstep group finishes
+    all its runs at once, so this is the only sign of progress before it ends)."""
     before = torch.get_num_threads()
     torch.set_num_threads(task_threads(specs[0]))
     try:
-        return _execute_group(specs, lockstep)
+        return _execute_group(specs, lockstep, round_logger(specs) if log_rounds else None)
     finally:
         torch.set_num_threads(before)
 
 
-def _execute_group(specs: list[dict], lockstep: bool) -> list[dict[str, Any]]:
+def round_logger(specs: list[dict]):
+    """A DropNet ``on_round`` callback writing one line per round to stderr (workers inherit the
+    driver's stderr): elapsed time, the task, its round, units left and test accuracy."""
+    start = time.perf_counter()
+    model = specs[0]["model"]  # a group holds the tasks of one architecture
+
+    def log(net, row: dict) -> None:
+        seconds = int(time.perf_counter() - start)
+        print(
+            f"[{seconds // 60:2d}m{seconds % 60:02d}s] {model} {net.config.metric} seed "
+            f"{net.seed}: round {row['round']} done, {row['remaining']:.0%} of units left, "
+            f"test acc {row['test_acc']:.3f}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return log
+
+
+def _execute_group(specs: list[dict], lockstep: bool, on_round=None) -> list[dict[str, Any]]:
     data = dataset_of(specs[0])
     results = None
     if lockstep and len(specs) > 1:
-        results = _lockstep_results(specs, data)
+        results = _lockstep_results(specs, data, on_round)
     if results is None:
-        results = [run_dropnet(s["model"], data, dropnet_config(s), seed=s["seed"]) for s in specs]
+        results = [
+            run_dropnet(s["model"], data, dropnet_config(s), seed=s["seed"], on_round=on_round)
+            for s in specs
+        ]
     return [payload_of(s, data, r) for s, r in zip(specs, results, strict=True)]
 
 
-def _lockstep_results(specs: list[dict], data: DatasetSplits) -> list[DropNetResult] | None:
+def _lockstep_results(
+    specs: list[dict], data: DatasetSplits, on_round=None
+) -> list[DropNetResult] | None:
     try:
         from ..pruning.lockstep import run_dropnet_lockstep
     except ImportError:
         return None
     return run_dropnet_lockstep(
-        specs[0]["model"], data, [(dropnet_config(s), s["seed"]) for s in specs]
+        specs[0]["model"], data, [(dropnet_config(s), s["seed"]) for s in specs],
+        on_round=on_round,
     )
 
 
