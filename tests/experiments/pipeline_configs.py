@@ -12,3 +12,12 @@ TINY = {
     "training": {"max_epochs": 3, "patience": 2},
     "ensemble": {"metrics": ["gd", "kw"], "beta": 0.1, "mixed_max_size": 3},
 }
+
+
+def strip_timing(obj):
+    """Results without wall-clock fields, for comparing two runs."""
+    if isinstance(obj, dict):
+        return {k: strip_timing(v) for k, v in obj.items() if k != "seconds"}
+    if isinstance(obj, list):
+        return [strip_timing(v) for v in obj]
+    return obj

@@ -10,22 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from pipeline_configs import TINY
+from pipeline_configs import TINY, strip_timing
 
 from secateurs.ensembles import load_predictions, select_team
 from secateurs.errors import ConfigError
 from secateurs.experiments import pareto_front, run_experiment, validate
 from secateurs.experiments.lock import run_lock
 from secateurs.io import TMP_SUFFIX
-
-
-def strip_timing(obj):
-    """Results without wall-clock fields, for comparing two runs."""
-    if isinstance(obj, dict):
-        return {k: strip_timing(v) for k, v in obj.items() if k != "seconds"}
-    if isinstance(obj, list):
-        return [strip_timing(v) for v in obj]
-    return obj
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from pipeline_configs import TINY
+from pipeline_configs import TINY, strip_timing
 
 import secateurs.experiments.tasks as tasks
 from secateurs.experiments import run_experiment, validate
@@ -27,12 +27,6 @@ from secateurs.io import TMP_SUFFIX
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-def strip_timing(obj):
-    if isinstance(obj, dict):
-        return {k: strip_timing(v) for k, v in obj.items() if k != "seconds"}
-    if isinstance(obj, list):
-        return [strip_timing(v) for v in obj]
-    return obj
 
 
 @pytest.fixture(scope="module")
