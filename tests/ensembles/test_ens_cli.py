@@ -207,3 +207,30 @@ def test_manifest_gives_the_model_order(tmp_path, capsys):
     assert rec["names"] == [names[i] for i in rec["indices"]]
     (tmp_path / "p" / "pool.json").unlink()
     assert load_predictions(tmp_path / "p").names == tuple(sorted(names))
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_select_tables_lose_nothing_at_80_columns_or_in_a_pipe(pool_dir, capsys, monkeypatch,
+                                                                terminal):
+    """No cell is cut ("…") and every member name stays whole, on an 80-column terminal and when
+    piped (select used to force 120 columns and wrap into garbage)."""
+    import io
+
+    from rich.console import Console
+
+    import secateurs.cli.options as options
+
+    buf = io.StringIO()
+    fake = Console(file=buf, width=80, force_terminal=terminal, color_system=None)
+    monkeypatch.setattr(options, "console", fake)
+    assert main(["select", "--predictions", str(pool_dir), "--metric", "gd", "--metric", "kw",
+                 "--consensus", "--compare"]) == 0
+    out = buf.getvalue() + capsys.readouterr().out
+    assert "…" not in out and "recommended" in out
+    if terminal:
+        assert max(len(line) for line in out.splitlines()) <= 80
+    rec = select_team(load_predictions(pool_dir), "hq", "gd").recommended
+    if terminal:  # cells wrap at spaces only: every name stays whole
+        assert all(n in out for n in rec.names)
+    else:  # a pipe: one row a line
+        assert any(all(n in line for n in rec.names) for line in out.splitlines())

@@ -42,7 +42,20 @@ PREDICTIONS_HELP = (
 
 
 def _console() -> Console:
-    return Console(file=sys.stdout, width=max(120, Console(file=sys.stdout).width))
+    from .options import console
+
+    return console
+
+
+def _table(console: Console, table: Table) -> None:
+    """A rich table printed so that nothing is cut or folded mid-word: wrapped at spaces on a
+    terminal, one block per row when too wide, plain aligned text in a pipe (options.print_table)."""
+    from .options import print_table
+
+    head = [str(c.header) for c in table.columns]
+    rows = list(zip(*[[str(v) for v in c._cells] for c in table.columns], strict=True))
+    right = [i for i, c in enumerate(table.columns) if c.justify == "right"]
+    print_table(str(table.title or ""), head, rows, right=right, out=console)
 
 
 def _load(predictions: Path | None, logits: bool) -> PredictionPool:
@@ -98,7 +111,7 @@ def _print_result(console: Console, r: SelectionResult) -> None:
         table.add_row(*_team_row("recommended", r.recommended))
     table.add_row(*_team_row("whole pool", r.pool))
     table.add_row(*_team_row("best single", r.best_single))
-    console.print(table)
+    _table(console, table)
     console.print(f"Rule: {r.rule}", highlight=False)
     if not r.levels:
         console.print(f"chosen in {r.seconds:.2f} s\n", highlight=False)
@@ -116,7 +129,7 @@ def _print_result(console: Console, r: SelectionResult) -> None:
                        _pct(s.min),
                        _pct(s.max), _pct(s.mean), _pct(s.std), str(s.beat_best_member),
                        str(s.reach_best_single), str(s.reach_pool))
-    console.print(levels)
+    _table(console, levels)
     for note in r.notes:
         console.print(f"note: {note}", highlight=False)
     console.print(f"{r.teams_evaluated} teams evaluated in {r.seconds:.2f} s\n", highlight=False)
@@ -131,7 +144,7 @@ def _print_consensus(console: Console, c: ConsensusResult) -> None:
     if c.recommended is not None:
         table.add_row(*_team_row("recommended", c.recommended))
     table.add_row(*_team_row("whole pool", c.pool))
-    console.print(table)
+    _table(console, table)
     console.print(f"Rule: {c.rule}", highlight=False)
     sizes = Table(title="Consensus teams per size", title_justify="left")
     for col in ("size", "teams", "max acc%", "reach pool"):
@@ -140,7 +153,7 @@ def _print_consensus(console: Console, c: ConsensusResult) -> None:
     for lv in c.levels:
         sizes.add_row(str(lv.size), str(len(lv.teams)), _pct(float(lv.accuracy.max())),
                       str(int((lv.accuracy >= pool_acc).sum())))
-    console.print(sizes)
+    _table(console, sizes)
     for note in c.notes:
         console.print(f"note: {note}", highlight=False)
     console.print()
@@ -157,7 +170,7 @@ def _print_comparison(console: Console, cmp: dict) -> None:
         table.add_row(row["label"], _team_text(row["indices"], row["names"]),
                       _pct(row["selection_accuracy"]), _pct(row["test_accuracy"]),
                       _cost_text(row["size_fraction"], row["macs_fraction"], row["params_fraction"]))
-    console.print(table)
+    _table(console, table)
 
 
 def _write_json(obj, indent: int | None = 2) -> None:
@@ -295,7 +308,7 @@ def diversity(
         table.add_column(col)
     for m, v in raw.items():
         table.add_row(m.upper(), METRIC_NAMES[m], f"{v:.6f}", f"{to_score(m, v):.6f}")
-    console.print(table)
+    _table(console, table)
     if per_member is not None:
         ft = Table(title="Raw metrics on each focal member's negatives (before normalisation)",
                    title_justify="left")
@@ -305,4 +318,4 @@ def diversity(
             ft.add_column(m.upper(), justify="right")
         for name, row in per_member.items():
             ft.add_row(name, str(row["negatives"]), *[f"{row[m]:.4f}" for m in METRICS])
-        console.print(ft)
+        _table(console, ft)
