@@ -77,7 +77,9 @@ def _timed(fn):
 def study(title: str, model: str, data, metrics, seeds, config: DropNetConfig) -> dict:
     runs = [(DropNetConfig(**{**config.__dict__, "metric": m}), s) for m in metrics for s in seeds]
     print(f"  {title}: {len(runs)} runs, separate runs...", flush=True)
-    seq, t_seq, c_seq = _timed(lambda: [DropNet(model, data, cfg, seed=s).run() for cfg, s in runs])
+    seq, t_seq, c_seq = _timed(
+        lambda: [DropNet(model, data, cfg, seed=s).run(lockstep=False) for cfg, s in runs]
+    )
     print(f"  {title}: separate {t_seq:.1f} s, lockstep...", flush=True)
     lock, t_lock, c_lock = _timed(lambda: run_dropnet_lockstep(model, data, runs))
     print(f"  {title}: lockstep {t_lock:.1f} s ({t_seq / t_lock:.1f}x)", flush=True)

@@ -20,7 +20,8 @@ from torch.nn import functional as F
 
 from secateurs.models import build_model
 from secateurs.training import TrainConfig
-from secateurs.training.lockstep import StackedNetwork, _PlainSGD
+from secateurs.training.lockstep import StackedNetwork
+from secateurs.training.trainer import PlainSGD as _PlainSGD
 from secateurs.training.trainer import make_optimizer
 
 BATCH, LR = 32, 0.1

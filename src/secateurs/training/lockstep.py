@@ -43,7 +43,7 @@ from ..errors import ConfigError, TrainingDiverged
 from .config import TrainConfig
 from .progress import progress_bar
 from .schedules import learning_rate, schedule_is_constant, set_learning_rate
-from .trainer import EpochRecord, TrainResult, make_optimizer, resolve_device
+from .trainer import EpochRecord, TrainResult, fast_optimizer, resolve_device
 
 LAYOUTS = ("shared", "kb", "bk")
 # Bytes that stacked evaluation may spend on one activation tensor (the chunk size follows):
@@ -603,37 +603,10 @@ def evaluate_lockstep(
     return [(s / n, c / n) for s, c in zip(loss_sum.tolist(), correct.tolist(), strict=True)]
 
 
-class _PlainSGD:
-    """SGD without momentum or weight decay (the paper's setting): ``p -= lr * grad`` for every
-    parameter in one multi-tensor call, the very operation ``torch.optim.SGD`` performs, without
-    its per-step bookkeeping (which costs more than the update on small networks)."""
-
-    def __init__(self, params, lr: float):
-        self.params = [p for p in params if p.requires_grad]
-        self.lr = lr
-        self.state: dict = {}
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        pairs = [(p, p.grad) for p in self.params if p.grad is not None]
-        if pairs:
-            torch._foreach_add_([p for p, _ in pairs], [g for _, g in pairs], alpha=-self.lr)
-
-
 def _optimizer(stacked: StackedNetwork, config: TrainConfig):
-    """``make_optimizer``'s optimizer for the stacked parameters; SGD runs its multi-tensor path
-    (the same elementwise operations as the per-tensor loop, in one call)."""
-    if stateless_optimizer(config):
-        return _PlainSGD(stacked.parameters(), config.lr)
-    optimizer = make_optimizer(stacked, config)
-    if isinstance(optimizer, torch.optim.SGD):
-        for group in optimizer.param_groups:
-            group["foreach"] = True
-    return optimizer
+    """``make_optimizer``'s optimizer for the stacked parameters (elementwise updates on stacked
+    parameters are each network's own), in as few calls as possible."""
+    return fast_optimizer(stacked, config)
 
 
 def _rebuild_optimizer(
@@ -854,11 +827,6 @@ class LockstepTrainer:
             else:
                 self.stacked = None
         return finished
-
-
-def stateless_optimizer(config: TrainConfig) -> bool:
-    """True for plain SGD (no momentum, no weight decay): no optimizer state to carry."""
-    return config.optimizer == "sgd" and config.momentum == 0 and config.weight_decay == 0
 
 
 def train_lockstep(
