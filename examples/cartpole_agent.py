@@ -56,7 +56,7 @@ def rollout(
     """One episode per seed, all stepped together (one forward pass per time step): the states
     each visited and the actions it took. Sampled actions come from ``generator``."""
     envs = [gym.make("CartPole-v1").unwrapped for _ in seeds]
-    current = np.array([env.reset(seed=s)[0] for env, s in zip(envs, seeds)], dtype=np.float32)
+    current = np.array([env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)], dtype=np.float32)
     states: list[list[np.ndarray]] = [[] for _ in seeds]
     actions: list[list[int]] = [[] for _ in seeds]
     alive = list(range(len(seeds)))
@@ -210,7 +210,7 @@ def write_figure(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for metric, colour in zip(METRICS, ("tab:blue", "tab:orange")):
+    for metric, colour in zip(METRICS, ("tab:blue", "tab:orange"), strict=True):
         mine = [r for r in rows if r["metric"] == metric]
         for seed in sorted({r["seed"] for r in mine}):
             run = [r for r in mine if r["seed"] == seed]
