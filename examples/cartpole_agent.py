@@ -219,6 +219,10 @@ def write_figure(rows: list[dict], path: Path) -> None:
         table = summarise(mine)
         ax.plot([t["units"][0] for t in table], [t[metric][0] for t in table], "o-",
                 color=colour, label=f"{metric} (mean of {table[0][metric][2]} seeds)")
+    ax.set_xscale("log", base=2)
+    ticks = [t for t in (128, 64, 32, 16, 8, 4, 2) if t >= min(r["units"] for r in rows)]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
     ax.invert_xaxis()
     ax.set_xlabel("hidden units remaining (of the two pruned layers)")
     ax.set_ylabel(f"greedy return (max {MAX_STEPS})")
@@ -233,11 +237,26 @@ def write_figure(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def paired(rows: list[dict], at_most: float) -> tuple[float, float, int, int]:
+    """Over the rounds with at most ``at_most`` of the units left: each metric's mean return, and
+    in how many (seed, round) pairs minimum's return beats random's (same seed, same size)."""
+    small = [r for r in rows if r["remaining"] <= at_most]
+    by = {(r["metric"], r["seed"], r["round"]): r["return"] for r in small}
+    pairs = [(v, by[("random", s, n)]) for (m, s, n), v in by.items()
+             if m == "minimum" and ("random", s, n) in by]
+    if not pairs:
+        return float("nan"), float("nan"), 0, 0
+    mins, rands = zip(*pairs, strict=True)
+    return float(np.mean(mins)), float(np.mean(rands)), sum(a > b for a, b in pairs), len(pairs)
+
+
 def write_page(rows: list[dict], out: Path, *, seconds: float, load: tuple, args, argv) -> None:
     """The result page (table, figure, how it was run), written whole or not at all."""
     from secateurs.io import write_json, write_text
 
     table = summarise(rows)
+    at_most = 0.3
+    mean_min, mean_rand, wins, n_pairs = paired(rows, at_most)
     png, raw = out.with_suffix(".png"), out.with_suffix(".json")
     write_figure(rows, png)
     write_json(raw, rows)
@@ -264,6 +283,10 @@ weights, the training episodes and the action samples of both metrics' runs.
 {chr(10).join(lines)}
 
 ![return against units remaining]({png.name})
+
+Over the rounds with at most {at_most:.0%} of the units left, the mean return is
+{mean_min:.1f} for `minimum` and {mean_rand:.1f} for `random`; `minimum` is ahead in {wins} of the
+{n_pairs} (seed, round) pairs (same seed, same number of units), behind or level in the others.
 
 Raw per-seed rows (widths per layer, the training episodes' mean return, how many visited states
 were scored): [{raw.name}]({raw.name}). The records' split accuracies are not used: the
