@@ -77,8 +77,7 @@ def test_rerun_skips_finished_tasks_and_gives_identical_results(first_run, monke
     def boom(*a, **k):
         raise AssertionError("a finished task ran again")
 
-    monkeypatch.setattr(tasks, "run_dropnet", boom)
-    monkeypatch.setattr(tasks, "_lockstep_results", boom)
+    monkeypatch.setattr(tasks, "run_dropnets", boom)
     second = run_experiment(tiny_config, progress=False)
     assert strip_timing(first) == strip_timing(second)
 
