@@ -1,12 +1,13 @@
 # Two commands set up and run everything on a fresh machine with Python 3 and make:
 #   make demo   create .venv, install secateurs (runtime only), run the built-in experiment
-#   make test   same, plus the test tools and the Ray extra (its executor is tested), then pytest
+#   make test   same, plus the test tools and the Ray and agent extras (tested too), then pytest
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Extras for `make test`: dev (pytest, hypothesis, ruff, torch-pruning) and ray, so that the Ray
-# executor's test runs instead of skipping. `make test TEST_EXTRAS=dev` leaves Ray out.
-TEST_EXTRAS ?= dev,ray
+# Extras for `make test`: dev (pytest, hypothesis, ruff, torch-pruning), ray and agent (gymnasium),
+# so that the Ray executor's and the CartPole example's tests run instead of skipping.
+# `make test TEST_EXTRAS=dev` leaves them out.
+TEST_EXTRAS ?= dev,ray,agent
 
 .PHONY: demo test install install-test bench lint clean
 

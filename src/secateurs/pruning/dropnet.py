@@ -18,7 +18,13 @@ from ..data.splits import DatasetSplits
 from ..errors import ConfigError
 from ..models import build_model
 from ..training import TrainConfig, TrainResult, split_metrics, train
-from ..training.hook import RoundInfo, TrainFn, as_train_result, resolve_train_fn
+from ..training.hook import (
+    RoundInfo,
+    TrainFn,
+    as_train_result,
+    check_score_inputs,
+    resolve_train_fn,
+)
 from ..training.trainer import resolve_device
 from .importance import unit_scores
 from .masks import MaskedNetwork
@@ -161,6 +167,7 @@ class DropNet:
         self.scores: dict[int, dict[str, list[float]]] = {}  # round -> the scores it ranked by
         self.stop_reason: str | None = None
         self.forked_from: str | None = None  # the metric whose round 0 this run copied
+        self.score_inputs: torch.Tensor | None = None  # the hook's inputs to score on, if any
         self._unpruned_counts: tuple[int, int] | None = None
 
     # -- steps -------------------------------------------------------------------------------
@@ -211,7 +218,9 @@ class DropNet:
                 f"the training hook changed the masks of {', '.join(changed)} in round "
                 f"{self.round}; a hook trains the weights and must leave the masks alone"
             )
-        return as_train_result(output)
+        result = as_train_result(output)
+        self.score_inputs = check_score_inputs(result.score_inputs, self.data.input_shape)
+        return result
 
     def record(
         self, result: TrainResult, seconds: float = 0.0, metrics: dict[str, float] | None = None
@@ -255,11 +264,18 @@ class DropNet:
 
     def choose(self, scores: dict[str, torch.Tensor] | None = None) -> dict[str, list[int]]:
         """The units this round drops, by the metric (or the oracle). ``scores``: this round's
-        unit scores when the driver has computed them already (not for the oracle)."""
+        unit scores when the driver has computed them already (not for the oracle). Units are
+        scored on the training hook's ``score_inputs`` when it returned some, else on
+        ``data.x_train``."""
         if scores is not None:
             return self.select(scores)
-        cfg, x = self.config, self.data.x_train
+        cfg, x = self.config, self.data.x_train if self.score_inputs is None else self.score_inputs
         if self.metric.criterion == "oracle":
+            if self.score_inputs is not None:
+                raise ConfigError(
+                    "the oracle ranks units by the training loss on data.x_train and y_train; "
+                    "it cannot use a training hook's score_inputs (they have no labels)"
+                )
             y = self.data.y_train
             if cfg.score_samples:
                 x, y = x[: cfg.score_samples], y[: cfg.score_samples]

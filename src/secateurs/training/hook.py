@@ -14,13 +14,17 @@ object with such a ``fit(network, info)`` method (a small trainer class):
 - Return ``None``, a ``TrainResult``, or a dict of numbers or strings describing the training
   (``epochs`` is recorded as the round's epochs; every entry goes into the round's
   ``train_info``).
+- To have the units scored on inputs of your own rather than ``data.x_train`` (a reinforcement
+  learning agent has no training set: score it on the states it visited), return them as
+  ``score_inputs`` (a tensor of samples shaped like ``data.x_train``'s) in the dict or the
+  ``TrainResult``; the round's ``train_info`` keeps only their count.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import torch
@@ -86,20 +90,55 @@ def _plain(key: str, value: Any) -> Any:
 
 
 def as_train_result(output: Any) -> TrainResult:
-    """A hook's return value as a ``TrainResult`` (``info`` holds a returned dict's entries)."""
+    """A hook's return value as a ``TrainResult`` (``info`` holds a returned dict's entries;
+    ``score_inputs`` become the result's, with only their count in ``info``)."""
     if output is None:
         return TrainResult()
     if isinstance(output, TrainResult):
-        return output
-    if isinstance(output, Mapping):
-        info = {str(k): _plain(str(k), v) for k, v in output.items()}
+        result = output
+    elif isinstance(output, Mapping):
+        values = dict(output)
+        inputs = values.pop("score_inputs", None)
+        info = {str(k): _plain(str(k), v) for k, v in values.items()}
         epochs = info.get("epochs", 0)
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ConfigError(
                 f"the training hook returned epochs={epochs!r}; expected a whole number >= 0"
             )
-        return TrainResult(epochs=epochs, info=info)
-    raise ConfigError(
-        f"the training hook returned a {type(output).__name__}; expected None, a dict or a "
-        "TrainResult"
-    )
+        result = TrainResult(epochs=epochs, info=info, score_inputs=inputs)
+    else:
+        raise ConfigError(
+            f"the training hook returned a {type(output).__name__}; expected None, a dict or a "
+            "TrainResult"
+        )
+    if result.score_inputs is None:
+        return result
+    if not isinstance(result.score_inputs, torch.Tensor):
+        raise ConfigError(
+            f"the training hook returned score_inputs as a {type(result.score_inputs).__name__}; "
+            "expected a torch.Tensor"
+        )
+    return replace(result, info={**result.info, "score_inputs": len(result.score_inputs)})
+
+
+def check_score_inputs(
+    inputs: torch.Tensor | None, input_shape: tuple[int, ...]
+) -> torch.Tensor | None:
+    """``inputs`` if they can be scored in place of the training split: (N >= 1, *input_shape),
+    floating point."""
+    if inputs is None:
+        return None
+    expected = "(N, " + ", ".join(str(d) for d in input_shape) + ")"
+    if inputs.dim() != len(input_shape) + 1 or tuple(inputs.shape[1:]) != tuple(input_shape) or (
+        len(inputs) == 0
+    ):
+        raise ConfigError(
+            f"the training hook returned score_inputs of shape {tuple(inputs.shape)}; expected "
+            f"{expected} with N >= 1, samples shaped like data.x_train's"
+        )
+    if not inputs.is_floating_point():
+        raise ConfigError(
+            f"the training hook returned score_inputs of dtype {inputs.dtype}; expected floating "
+            "point, like data.x_train"
+        )
+    return inputs.detach()

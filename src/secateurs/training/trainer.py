@@ -39,6 +39,9 @@ class TrainResult:
     stopped_early: bool = False
     # What a user's training hook returned (``training.hook``); empty for the built-in trainer.
     info: dict = field(default_factory=dict)
+    # Inputs a training hook asks DropNet to score units on instead of ``data.x_train`` (an
+    # agent's visited states); kept in memory only, never written to a record.
+    score_inputs: torch.Tensor | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return {
