@@ -12,7 +12,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 @pytest.mark.parametrize(
-    "page", ["deploy.md", "dropnet.md", "export.md", "lockstep.md", "pipeline.md", "training.md"]
+    "page", ["deploy.md", "dropnet.md", "export.md", "lockstep.md", "pipeline.md", "recurrent.md",
+             "training.md"]
 )
 def test_the_pages_python_examples_run(page, tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), flags=re.S)

@@ -84,7 +84,7 @@ CASES = [
     (um.NestedContainers, vectors, ("blocks.0.lin", "blocks.1.lin"), False),
     (um.Conv1dNet, signals, ("c1", "c2"), False),
     (um.SharedWeightsNet, vectors, ("inp",), False),
-    (um.LSTMClassifier, sequences, ("proj",), False),
+    (um.LSTMClassifier, sequences, ("proj", "lstm.l0"), False),
     (um.EmbeddingLSTM, tokens, ("fc",), False),
     (um.OptionalLayerNet, vectors, ("fc1",), False),
     (um.ScalarOpsNet, images, ("conv1", "conv2", "conv3"), False),
@@ -320,8 +320,8 @@ def test_shared_and_unused_layers_are_left_out_with_their_reason():
         MaskedNetwork(um.SharedWeightsNet(), torch.randn(2, 12), layers=["inp", "shared"])
     optional = MaskedNetwork(um.OptionalLayerNet(), torch.randn(2, 12))
     assert optional.skipped["extra"] == "forward does not call it"
-    lstm = MaskedNetwork(um.LSTMClassifier(), torch.randn(2, 8, 6))
-    assert "LSTM hidden units are not prunable" in lstm.skipped["lstm"]
+    lstm = MaskedNetwork(um.EmbeddingLSTM(), torch.randint(0, 20, (2, 7)))
+    assert "bidirectional LSTM: hidden units of bidirectional layers" in lstm.skipped["rnn"]
 
 
 def test_depthwise_convolutions_are_coupled_with_their_input_and_removed_together():

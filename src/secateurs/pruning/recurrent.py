@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import _VF, nn
 
@@ -131,6 +132,11 @@ class RecurrentUnits(nn.Module):
 
     def forward(self, x):
         rnn = self.rnn
+        if isinstance(x, torch.fx.Proxy):
+            raise ConfigError(
+                f"masked recurrent module {self.rnn_name!r} runs PyTorch's fused recurrent "
+                "kernels and cannot be traced again (no stacker for recurrent layers)"
+            )
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ConfigError(
@@ -225,22 +231,6 @@ def zero_units(rnn: nn.Module, k: int, positions: list[int]) -> None:
             tensor = getattr(rnn, name, None)
             if tensor is not None:
                 tensor[rows] = 0.0
-
-
-def padded_keeps(widths: int, alive: list[torch.Tensor], removable: bool) -> list[list[int]]:
-    """Per layer the original units that stay: the alive ones, plus (when the layers keep different
-    counts) the lowest-indexed dropped ones up to the largest count, or every unit if the
-    module's dropped units cannot be removed."""
-    if not removable:
-        return [list(range(widths)) for _ in alive]
-    counts = [int(a.sum()) for a in alive]
-    width = max(counts)
-    keeps = []
-    for a in alive:
-        kept = torch.nonzero(a).flatten().tolist()
-        pad = torch.nonzero(~a).flatten().tolist()[: width - len(kept)]
-        keeps.append(sorted(kept + pad))
-    return keeps
 
 
 def incoming_l1(rnn: nn.Module, k: int) -> torch.Tensor:

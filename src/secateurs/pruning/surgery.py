@@ -83,7 +83,7 @@ class ExportResult:
             f"MACs/sample {self.macs_before:,} -> {self.macs:,} "
             f"({_ratio(self.macs_before, self.macs)})"
         )
-        coupled, blocked = [], 0
+        coupled, blocked, padded = [], 0, 0
         for group in self.groups:
             if group[0] in self.kept_because:
                 blocked += sum(len(self.zeroed[x]) for x in group)
@@ -91,6 +91,8 @@ class ExportResult:
             channels = set().union(*(self.zeroed[x] for x in group))
             if len(group) > 1 and channels:
                 coupled.append(f"{group[0]}+{len(group) - 1}: {len(channels)}")
+            elif channels:  # a recurrent layer padded to its module's widest layer
+                padded += len(channels)
         if coupled:
             text += (
                 "; coupled residual channels dropped by only some producers were kept, zeroed in "
@@ -99,7 +101,12 @@ class ExportResult:
         if blocked:
             reasons = "; ".join(r for rs in self.kept_because.values() for r in rs[:1])
             text += f"; kept {blocked} dropped units zeroed that cannot be removed ({reasons})"
-        if not coupled and not blocked:
+        if padded:
+            text += (
+                f"; kept {padded} dropped recurrent units zeroed (the layers of one recurrent "
+                "module share hidden_size: each keeps as many units as its widest layer)"
+            )
+        if not coupled and not blocked and not padded:
             text += "; every dropped unit was removed"
         if self.masked_layers:
             text += f"; a UnitMask stays after {', '.join(self.masked_layers)}"
