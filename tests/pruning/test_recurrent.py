@@ -330,11 +330,11 @@ def test_lockstep_falls_back_to_separate_runs_with_a_warning():
 
 
 class GRUStateHead(nn.Module):
-    """Two-layer GRU; the classifier reads the last layer's final state h_n[-1]."""
+    """Two-layer GRU with dropout between its layers; the classifier reads h_n[-1]."""
 
     def __init__(self):
         super().__init__()
-        self.gru = nn.GRU(FEATURES, 8, num_layers=2, batch_first=True)
+        self.gru = nn.GRU(FEATURES, 8, num_layers=2, batch_first=True, dropout=0.3)
         self.fc = nn.Linear(8, CLASSES)
 
     def forward(self, x):
@@ -373,11 +373,12 @@ class TextGRU(nn.Module):
 
 
 class PerStepHead(nn.Module):
-    """A per-time-step Linear over the LSTM's output sequence (prunable itself), max over time."""
+    """A bias-free RNN; a per-time-step Linear over its output sequence (prunable itself), max
+    over time."""
 
     def __init__(self):
         super().__init__()
-        self.rnn = nn.RNN(FEATURES, 8, batch_first=True)
+        self.rnn = nn.RNN(FEATURES, 8, batch_first=True, bias=False)
         self.step = nn.Linear(8, 5)
         self.head = nn.Linear(5, CLASSES)
 
@@ -532,3 +533,28 @@ def test_recurrent_masks_are_unit_masks_for_the_drivers():
         k for k in masked.state_dict() if not k.endswith(".mask")}
     with pytest.raises(ConfigError, match="recurrent score must be one of"):
         set_recurrent_score(masked, "median")
+
+
+def test_oracle_picks_the_unit_whose_removal_costs_least():
+    import torch.nn.functional as F
+
+    from secateurs.pruning.oracle import candidates, oracle_choice, removal_losses
+
+    model = _build(nn.LSTM, None, 2, True, seed=4)
+    x = _inputs(12, seed=4)
+    y = torch.randint(0, CLASSES, (12,), generator=torch.Generator().manual_seed(4))
+    masked = MaskedNetwork(model, x)
+    masked.set_masks(_masks(masked, 5))
+    masked.eval()
+    units = candidates(masked)
+    slow = []
+    for layer, unit in units:
+        masks = masked.get_masks()
+        masks[layer][unit] = False
+        trial = MaskedNetwork(_build(nn.LSTM, None, 2, True, seed=4), x)
+        trial.set_masks(masks)
+        with torch.no_grad():
+            slow.append(float(F.cross_entropy(trial.eval()(x), y)))
+    got = removal_losses(masked, x, y, units)
+    assert torch.allclose(got, torch.tensor(slow), atol=1e-5)
+    assert oracle_choice(masked, x, y) == units[min(range(len(units)), key=slow.__getitem__)]

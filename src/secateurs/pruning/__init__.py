@@ -3,7 +3,8 @@
 - what scores units: ``importance`` (activations, APoZ, weight magnitude) and ``oracle``;
 - which units go: ``selection`` (global or per layer, budgets, seeded ties);
 - when: ``schedule`` (stop by remaining fraction or by accuracy) and the ``dropnet`` loop;
-- how they are removed: ``masks`` during the search, ``surgery`` (physical removal) at export.
+- how they are removed: ``masks`` during the search, ``surgery`` (physical removal) at export;
+  ``recurrent`` for the hidden units of LSTM / GRU / RNN layers.
 """
 
 from .counting import count_params_macs, implied_params_macs
@@ -13,6 +14,7 @@ from .masks import MaskedNetwork, UnitMask
 from .metrics import METRICS, PAPER_METRICS, Metric, get_metric
 from .oracle import oracle_choice, removal_losses, removal_losses_naive
 from .record import load_run, save_run
+from .recurrent import set_recurrent_score
 from .schedule import StopRule
 from .selection import select_units
 from .surgery import ExportResult, export_pruned, load_exported, save_exported
@@ -43,6 +45,7 @@ __all__ = [
     "save_exported",
     "save_run",
     "select_units",
+    "set_recurrent_score",
     "unit_scores",
     "weight_magnitude",
 ]
