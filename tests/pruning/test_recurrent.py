@@ -35,20 +35,27 @@ FEATURES, HIDDEN, STEPS, CLASSES = 5, 7, 6, 3
 CELLS = [(nn.LSTM, None), (nn.GRU, None), (nn.RNN, "tanh"), (nn.RNN, "relu")]
 GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}
 CASES = [
-    pytest.param(cell, act, layers, bf, id=f"{cell.__name__}{'-' + act if act else ''}-L{layers}"
-                 f"-{'bf' if bf else 'tf'}")
-    for cell, act in CELLS for layers in (1, 2) for bf in (True, False)
+    pytest.param(cell, act, layers, bf, bi, id=f"{cell.__name__}{'-' + act if act else ''}-L{layers}"
+                 f"-{'bf' if bf else 'tf'}{'-bi' if bi else ''}")
+    for cell, act in CELLS for layers in (1, 2) for bf in (True, False) for bi in (False, True)
+    if not bi or bf or (cell is nn.LSTM and layers == 2)
 ]
+
+
+def _names(layers, bi):
+    return [f"rnn.l{k}{s}" for k in range(layers) for s in (("", "_reverse") if bi else ("",))]
 
 
 class SeqNet(nn.Module):
     """Input (N, T, F) -> recurrent module -> its last output step -> Linear."""
 
-    def __init__(self, cell, act=None, layers=1, batch_first=True, hidden=HIDDEN):
+    def __init__(self, cell, act=None, layers=1, batch_first=True, bidirectional=False,
+                 hidden=HIDDEN):
         super().__init__()
         extra = {"nonlinearity": act} if act else {}
-        self.rnn = cell(FEATURES, hidden, num_layers=layers, batch_first=batch_first, **extra)
-        self.head = nn.Linear(hidden, CLASSES)
+        self.rnn = cell(FEATURES, hidden, num_layers=layers, batch_first=batch_first,
+                        bidirectional=bidirectional, **extra)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), CLASSES)
         self.batch_first = batch_first
 
     def forward(self, x):
@@ -72,18 +79,19 @@ def _masks(masked, seed, p=0.45):
     return out
 
 
-def _build(cell, act, layers, bf, seed=0):
+def _build(cell, act, layers, bf, seed=0, bi=False):
     torch.manual_seed(seed)
-    return SeqNet(cell, act, layers, bf)
+    return SeqNet(cell, act, layers, bf, bi)
 
 
 # ---------------------------------------------------------------- the slow reference
 
 
-def _cell_step(rnn, k, x, h, c):
-    """One step of layer k for one sample (vectors), from the documented gate equations."""
-    w_ih, w_hh = getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")
-    b_ih, b_hh = getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}")
+def _cell_step(rnn, k, suffix, x, h, c):
+    """One step of layer k (direction ``suffix``) for one sample (vectors), from the documented
+    gate equations."""
+    w_ih, w_hh = getattr(rnn, f"weight_ih_l{k}{suffix}"), getattr(rnn, f"weight_hh_l{k}{suffix}")
+    b_ih, b_hh = getattr(rnn, f"bias_ih_l{k}{suffix}"), getattr(rnn, f"bias_hh_l{k}{suffix}")
     a, b = w_ih @ x + b_ih, w_hh @ h + b_hh
     if isinstance(rnn, nn.LSTM):
         i, f, g, o = (a + b).chunk(4)
@@ -101,25 +109,30 @@ def _cell_step(rnn, k, x, h, c):
 
 @torch.no_grad()
 def _reference(model, x, alive):
-    """Per layer the (N, T, H) hidden states with dropped units forced to zero, and the logits."""
+    """Per layer and direction the (N, T, H) hidden states with dropped units forced to zero, and
+    the logits. The backward direction reads the steps from the last to the first."""
     rnn = model.rnn
-    states = []
+    states = {}
     seq = x.double()
     rnn = rnn.double()
     head = model.head.double()
     for k in range(rnn.num_layers):
-        m = alive[f"rnn.l{k}"].double()
-        layer = torch.zeros(len(x), STEPS, rnn.hidden_size, dtype=torch.float64)
-        for i in range(len(x)):
-            h = torch.zeros(rnn.hidden_size, dtype=torch.float64)
-            c = torch.zeros(rnn.hidden_size, dtype=torch.float64)
-            for t in range(STEPS):
-                h, c = _cell_step(rnn, k, seq[i, t], h, c)
-                h, c = h * m, c * m
-                layer[i, t] = h
-        states.append(layer)
-        seq = layer
-    logits = head(states[-1][:, -1])
+        outputs = []
+        for suffix in ("", "_reverse") if rnn.bidirectional else ("",):
+            m = alive[f"rnn.l{k}{suffix}"].double()
+            layer = torch.zeros(len(x), STEPS, rnn.hidden_size, dtype=torch.float64)
+            for i in range(len(x)):
+                h = torch.zeros(rnn.hidden_size, dtype=torch.float64)
+                c = torch.zeros(rnn.hidden_size, dtype=torch.float64)
+                steps = range(STEPS) if not suffix else range(STEPS - 1, -1, -1)
+                for t in steps:
+                    h, c = _cell_step(rnn, k, suffix, seq[i, t], h, c)
+                    h, c = h * m, c * m
+                    layer[i, t] = h
+            states[f"rnn.l{k}{suffix}"] = layer
+            outputs.append(layer)
+        seq = torch.cat(outputs, -1)
+    logits = head(seq[:, -1])
     rnn.float()
     head.float()
     return states, logits
@@ -128,38 +141,38 @@ def _reference(model, x, alive):
 # ---------------------------------------------------------------- masking, scores, export
 
 
-@pytest.mark.parametrize("cell,act,layers,bf", CASES)
-def test_masked_network_matches_slow_reference_and_scores(cell, act, layers, bf):
-    model = _build(cell, act, layers, bf)
+@pytest.mark.parametrize("cell,act,layers,bf,bi", CASES)
+def test_masked_network_matches_slow_reference_and_scores(cell, act, layers, bf, bi):
+    model = _build(cell, act, layers, bf, bi=bi)
     x = _inputs()
     masked = MaskedNetwork(model, x)
-    assert masked.layers == tuple(f"rnn.l{k}" for k in range(layers))
+    assert masked.layers == tuple(_names(layers, bi))
     masks = _masks(masked, 1)
     masked.set_masks(masks)
     masked.eval()
     states, logits = _reference(model, x, masks)
     assert torch.allclose(masked(x).double(), logits, atol=1e-5)
     scores = unit_scores("activation", masked, x)
-    for k, state in enumerate(states):
+    for name, state in states.items():
         slow = torch.zeros(HIDDEN, dtype=torch.float64)
         for i in range(len(x)):
             for t in range(STEPS):
                 slow += state[i, t].abs()
         slow /= len(x) * STEPS
-        assert torch.allclose(scores[f"rnn.l{k}"].double(), slow, atol=1e-5)
-        assert bool((scores[f"rnn.l{k}"][~masks[f"rnn.l{k}"]] == 0).all())
+        assert torch.allclose(scores[name].double(), slow, atol=1e-5)
+        assert bool((scores[name][~masks[name]] == 0).all())
     set_recurrent_score(masked, "mean_abs")
     other = unit_scores("activation", masked, x)
-    for k, state in enumerate(states):
+    for name, state in states.items():
         slow = torch.zeros(HIDDEN, dtype=torch.float64)
         for i in range(len(x)):
             slow += (sum(state[i, t] for t in range(STEPS)) / STEPS).abs()
-        assert torch.allclose(other[f"rnn.l{k}"].double(), slow / len(x), atol=1e-5)
+        assert torch.allclose(other[name].double(), slow / len(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("cell,act,layers,bf", CASES)
-def test_dropped_units_hidden_state_is_exactly_zero(cell, act, layers, bf):
-    model = _build(cell, act, layers, bf, seed=3)
+@pytest.mark.parametrize("cell,act,layers,bf,bi", CASES)
+def test_dropped_units_hidden_state_is_exactly_zero(cell, act, layers, bf, bi):
+    model = _build(cell, act, layers, bf, seed=3, bi=bi)
     x = _inputs(seed=3)
     masked = MaskedNetwork(model, x)
     masks = _masks(masked, 4)
@@ -173,14 +186,16 @@ def test_dropped_units_hidden_state_is_exactly_zero(cell, act, layers, bf):
     for h in handles:
         h.remove()
     h_n, c_n = hidden if cell is nn.LSTM else (hidden, None)
-    for k in range(layers):
-        dead = ~masks[f"rnn.l{k}"]
-        assert bool((seen[k][..., dead] == 0).all())  # before the mask multiplies: already 0
-        assert bool((h_n[k][:, dead] == 0).all())
+    names = _names(layers, bi)
+    for j, name in enumerate(names):
+        dead = ~masks[name]
+        assert bool((seen[j][..., dead] == 0).all())  # before the mask multiplies: already 0
+        assert bool((h_n[j][:, dead] == 0).all())
         if c_n is not None:
-            assert bool((c_n[k][:, dead] == 0).all())
-        assert bool((seen[k][..., ~dead] != 0).any())
-    assert bool((out[..., ~masks[f"rnn.l{layers - 1}"]] == 0).all())
+            assert bool((c_n[j][:, dead] == 0).all())
+        assert bool((seen[j][..., ~dead] != 0).any())
+    last = torch.cat([masks[x] for x in names[len(names) - (2 if bi else 1):]])
+    assert bool((out[..., ~last] == 0).all()) and out.shape[-1] == len(last)
     # gradients of a dropped unit's weights are zero too
     masked.train()
     masked(x).sum().backward()
@@ -189,20 +204,20 @@ def test_dropped_units_hidden_state_is_exactly_zero(cell, act, layers, bf):
     assert bool((g[:, dead0] == 0).all()) and bool((g[:, :, dead0] == 0).all())
 
 
-def _expected_counts(cell, layers, width, features=FEATURES):
+def _expected_counts(cell, layers, width, directions=1, features=FEATURES):
     gates = GATES[cell]
     params = macs = 0
     size_in = features
     for _ in range(layers):
-        params += gates * width * (size_in + width) + 2 * gates * width
-        macs += gates * width * (size_in + width) * STEPS
-        size_in = width
-    return params + width * CLASSES + CLASSES, macs + width * CLASSES
+        params += directions * (gates * width * (size_in + width) + 2 * gates * width)
+        macs += directions * gates * width * (size_in + width) * STEPS
+        size_in = directions * width
+    return params + size_in * CLASSES + CLASSES, macs + size_in * CLASSES
 
 
-@pytest.mark.parametrize("cell,act,layers,bf", CASES)
-def test_export_equals_masked_counts_and_round_trip(cell, act, layers, bf, tmp_path):
-    model = _build(cell, act, layers, bf, seed=5)
+@pytest.mark.parametrize("cell,act,layers,bf,bi", CASES)
+def test_export_equals_masked_counts_and_round_trip(cell, act, layers, bf, bi, tmp_path):
+    model = _build(cell, act, layers, bf, seed=5, bi=bi)
     x = _inputs(seed=5)
     masked = MaskedNetwork(model, x)
     masks = _masks(masked, 6)
@@ -214,7 +229,7 @@ def test_export_equals_masked_counts_and_round_trip(cell, act, layers, bf, tmp_p
     assert (masked(x) - exported(x)).abs().max() < 1e-5
     width = max(int(m.sum()) for m in masks.values())
     assert exported.rnn.hidden_size == width
-    expected = _expected_counts(cell, layers, width)
+    expected = _expected_counts(cell, layers, width, 2 if bi else 1)
     assert (result.params, result.macs) == expected
     assert count_params_macs(exported, x[:1]) == expected
     assert implied_params_macs(masked, x[:1]) == expected  # what DropNet's round records hold
@@ -223,7 +238,7 @@ def test_export_equals_masked_counts_and_round_trip(cell, act, layers, bf, tmp_p
         assert set(result.removed[layer]) | set(result.zeroed[layer]) == dead
         assert len(alive) - len(result.removed[layer]) == width
     save_exported(tmp_path / "export", result)
-    fresh = _build(cell, act, layers, bf, seed=99)
+    fresh = _build(cell, act, layers, bf, seed=99, bi=bi)
     loaded = load_exported(tmp_path / "export", model=fresh)
     assert torch.equal(loaded(x), exported(x))
 
@@ -414,7 +429,23 @@ class AllStatesHead(nn.Module):
         return self.fc(h.permute(1, 0, 2).flatten(1))
 
 
+class BiGRUConcatHead(nn.Module):
+    """Bidirectional two-layer GRU; the classifier reads the last layer's two final states,
+    concatenated (torch.cat([h[-2], h[-1]], 1): forward then backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(FEATURES, 6, num_layers=2, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(12, CLASSES)
+
+    def forward(self, x):
+        _, h = self.gru(x)
+        return self.fc(torch.cat([h[-2], h[-1]], 1))
+
+
 USER = {
+    "bi-gru-concat-head": (BiGRUConcatHead,
+                           ("gru.l0", "gru.l0_reverse", "gru.l1", "gru.l1_reverse"), True),
     "gru-state-head": (GRUStateHead, ("gru.l0", "gru.l1"), True),
     "projected-lstm-mean": (ProjectedLSTMMean, ("proj", "lstm.l0"), True),
     "text-gru": (TextGRU, ("gru.l0",), True),
@@ -491,8 +522,6 @@ class WithState(nn.Module):
 
 @pytest.mark.parametrize("kind,pattern", [
     ("proj", r"'rnn.l0' cannot be pruned: LSTM with proj_size=3: projected hidden states"),
-    ("bidirectional", r"'rnn.l0' cannot be pruned: bidirectional LSTM: hidden units of "
-                      r"bidirectional layers are not prunable yet"),
     ("state", r"'rnn.l0' cannot be pruned: the forward passes its own initial state"),
 ])
 def test_refusals_are_one_line(kind, pattern):
@@ -500,9 +529,8 @@ def test_refusals_are_one_line(kind, pattern):
         model = WithState()
     else:
         model = SeqNet(nn.LSTM)
-        model.rnn = nn.LSTM(FEATURES, HIDDEN, batch_first=True,
-                            **({"proj_size": 3} if kind == "proj" else {"bidirectional": True}))
-        model.head = nn.Linear(3 if kind == "proj" else 2 * HIDDEN, CLASSES)
+        model.rnn = nn.LSTM(FEATURES, HIDDEN, batch_first=True, proj_size=3)
+        model.head = nn.Linear(3, CLASSES)
     with pytest.raises(ConfigError, match=pattern) as info:
         MaskedNetwork(model, _inputs(), ["rnn.l0"])
     assert "\n" not in str(info.value)
@@ -520,9 +548,10 @@ def test_refusals_are_one_line(kind, pattern):
             MaskedNetwork(model, _inputs())
 
 
-def test_unknown_layer_index_is_refused():
-    with pytest.raises(ConfigError, match="'rnn.l2' cannot be pruned: it is not a submodule"):
-        MaskedNetwork(_build(nn.GRU, None, 2, True), _inputs(), ["rnn.l2"])
+@pytest.mark.parametrize("name", ["rnn.l2", "rnn.l0_reverse"])
+def test_unknown_layer_index_is_refused(name):
+    with pytest.raises(ConfigError, match=f"'{name}' cannot be pruned: it is not a submodule"):
+        MaskedNetwork(_build(nn.GRU, None, 2, True), _inputs(), [name])
 
 
 def test_recurrent_masks_are_unit_masks_for_the_drivers():

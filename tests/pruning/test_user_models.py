@@ -85,7 +85,8 @@ CASES = [
     (um.Conv1dNet, signals, ("c1", "c2"), False),
     (um.SharedWeightsNet, vectors, ("inp",), False),
     (um.LSTMClassifier, sequences, ("proj", "lstm.l0"), False),
-    (um.EmbeddingLSTM, tokens, ("fc",), False),
+    (um.EmbeddingLSTM, tokens,
+     ("rnn.l0", "rnn.l0_reverse", "rnn.l1", "rnn.l1_reverse", "fc"), False),
     (um.OptionalLayerNet, vectors, ("fc1",), False),
     (um.ScalarOpsNet, images, ("conv1", "conv2", "conv3"), False),
     (um.SECNN, images, ("conv1", "se.fc1", "se.fc2", "conv2"), False),
@@ -321,7 +322,7 @@ def test_shared_and_unused_layers_are_left_out_with_their_reason():
     optional = MaskedNetwork(um.OptionalLayerNet(), torch.randn(2, 12))
     assert optional.skipped["extra"] == "forward does not call it"
     lstm = MaskedNetwork(um.EmbeddingLSTM(), torch.randint(0, 20, (2, 7)))
-    assert "bidirectional LSTM: hidden units of bidirectional layers" in lstm.skipped["rnn"]
+    assert lstm.layers[:2] == ("rnn.l0", "rnn.l0_reverse")  # recurrent units: docs/recurrent.md
 
 
 def test_depthwise_convolutions_are_coupled_with_their_input_and_removed_together():

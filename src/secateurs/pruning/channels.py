@@ -18,8 +18,9 @@ positions a flatten spread it over). Ops are handled by kind, from one table:
   weights lose the removed channels (``space_of``);
 - what a masked recurrent module returns (``out, (h_n, c_n) = lstm(x)``, ``out, h_n = gru(x)``):
   the output sequence carries its last layer's units on the last dim; h_n / c_n stack the layers
-  on dim 0, so ``h_n[k]`` (any int, e.g. ``h_n[-1]``) carries layer k's units (with one layer,
-  h_n is followed like any tensor: ``h_n.squeeze(0)``); other reads of stacked states are barriers;
+  on dim 0, so ``h_n[k]`` (any int, e.g. ``h_n[-1]``) carries one layer's (and direction's) units
+  (with one unidirectional layer, h_n is followed like any tensor: ``h_n.squeeze(0)``); other
+  reads of stacked states are barriers; a bidirectional output is [forward, backward] units;
 - a prunable depthwise convolution: its output channels are its input channels, so it joins the
   producer's channel group (as Torch-Pruning's dependency graph couples them).
 
@@ -448,9 +449,11 @@ def analyse_channel_flow(
 
 
 def _recurrent_layers(wrapper, flow: ChannelFlow) -> list[str | None]:
-    """The prunable layer of each layer of a masked recurrent module (None: not prunable)."""
-    names = [f"{wrapper.rnn_name}.l{k}" for k in range(wrapper.rnn.num_layers)]
-    return [x if x in flow.layers else None for x in names]
+    """The prunable layer of each layer and direction of a masked recurrent module, in h_n order
+    (None: not prunable)."""
+    from .recurrent import layer_names
+
+    return [x if x in flow.layers else None for x in layer_names(wrapper.rnn_name, wrapper.rnn)]
 
 
 def _recurrent_value(node: fx.Node, recurrent: dict, space: dict, flow: ChannelFlow):
@@ -472,8 +475,9 @@ def _recurrent_value(node: fx.Node, recurrent: dict, space: dict, flow: ChannelF
         return f"{node.format_node()} reads the states of {wrapper.rnn_name!r} (not followed)"
     index = node.args[1]
     if kind in ("call", "pair") and isinstance(index, int):
-        if kind == "call" and index % 2 == 0:
-            return layer_space(len(layers) - 1)
+        if kind == "call" and index % 2 == 0:  # the output: [forward units, backward units]
+            count = 2 if wrapper.rnn.bidirectional else 1
+            return Space(2, tuple((x, width) for x in layers[len(layers) - count:]))
         if kind == "call" and isinstance(wrapper.rnn, nn.LSTM):
             return ("pair", wrapper)
         # h_n or c_n: (layers, batch, units); one layer: an ordinary space along the last dim

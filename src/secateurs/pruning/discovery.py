@@ -95,7 +95,7 @@ def refusal(name: str, module: nn.Module | None, graphs: list[fx.GraphModule]) -
     if module is None and graphs:
         found = resolve(graphs[0], name)
         if found is not None:
-            name, module, _ = found
+            name, module = found[0], found[1]
     why = prunable_refusal(module)
     if why is not None:
         return why
@@ -143,9 +143,10 @@ def discover(model: nn.Module, graphs: list[fx.GraphModule]) -> Discovery:
         if why is not None:
             skipped[name] = why
         elif is_recurrent(module):
-            for k, layer in enumerate(layer_names(name, module)):
+            names = layer_names(name, module)
+            for j, layer in enumerate(names):
                 layers.append(layer)
-                rank[layer] = order.get(name, len(order)) + k / (module.num_layers + 1)
+                rank[layer] = order.get(name, len(order)) + j / (len(names) + 1)
         else:
             layers.append(name)
     layers.sort(key=lambda n: rank.get(n, order.get(n, len(order))))

@@ -86,7 +86,7 @@ def weight_magnitude(masked: MaskedNetwork) -> dict[str, torch.Tensor]:
     for layer in masked.layers:
         found = resolve(masked.net, layer)
         if found is not None:  # every gate's rows, input and recurrent weights
-            out[layer] = incoming_l1(found[1], found[2])
+            out[layer] = incoming_l1(found[1], found[2], found[3])
             continue
         module = _find_layer(modules, layer)
         out[layer] = out_weight_rows(module).abs().sum(1).float().cpu()

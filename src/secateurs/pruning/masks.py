@@ -243,7 +243,7 @@ def _recurrent_wrappers(
         found = resolve(gm, layer)
         if found is None or _mask_key(found[0]) in wrappers:
             continue
-        name, rnn, _ = found
+        name, rnn = found[0], found[1]
         unit_masks = []
         for x in layer_names(name, rnn):
             if x in layers:

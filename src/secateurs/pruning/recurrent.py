@@ -1,12 +1,13 @@
 """Hidden units of ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` as DropNet's prunable units.
 
 - **Names**: layer ``k`` of a recurrent module ``lstm`` is the prunable layer ``lstm.l{k}``
-  (``lstm.l0``, ``lstm.l1``, ...; PyTorch's own ``weight_ih_l{k}`` suffix). Each layer of a
-  multi-layer module is a prunable layer of its own; a real submodule of that name wins.
+  (``lstm.l0``, ``lstm.l1``, ...; PyTorch's own ``weight_ih_l{k}`` suffix), and the backward
+  direction of a bidirectional module is ``lstm.l{k}_reverse``. Each layer (and direction) is a
+  prunable layer of its own; a real submodule of that name wins.
 - **Masking**: the module's call in the traced graph is replaced by a ``RecurrentUnits`` call,
   which runs the layers one at a time with masked weights: a dropped unit's rows in every gate of
   ``weight_ih_l{k}``, ``weight_hh_l{k}`` and both biases are zero, and so are its column in
-  ``weight_hh_l{k}`` and in ``weight_ih_l{k+1}``. From the zero initial state its h_t is then
+  ``weight_hh_l{k}`` and in ``weight_ih_l{k+1}`` (both directions'). From the zero initial state its h_t is then
   exactly 0 (LSTM: i = f = o = 0.5, g = 0, so c = 0 and h = 0; GRU: z = 0.5, n = 0; RNN: act(0)),
   and its weights get zero gradients. A forward that passes its own initial state is refused
   (its width would be hard-coded where export cannot see it).
@@ -15,10 +16,10 @@
   alternative ``"mean_abs"`` (per sample the time mean, then its absolute value) is the
   convolutional rule applied to time (``set_recurrent_score``).
 - **Export**: ``slice_units`` removes units (rows of every gate, in PyTorch's order: LSTM i, f, g,
-  o; GRU r, z, n; RNN one); all layers of one module share ``hidden_size``, so the exported module
-  keeps the largest per-layer count and pads the others with dropped units whose weights are
-  zeroed (they output exactly 0).
-- **Refused**: ``proj_size > 0``, bidirectional modules, subclasses with their own forward.
+  o; GRU r, z, n; RNN one); all layers and directions of one module share ``hidden_size``, so the
+  exported module keeps the largest count and pads the others with dropped units whose weights
+  are zeroed (they output exactly 0). A bidirectional output is [forward units, backward units].
+- **Refused**: ``proj_size > 0``, subclasses with their own forward.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ..errors import ConfigError
 RECURRENT_TYPES: tuple[type[nn.Module], ...] = (nn.LSTM, nn.GRU, nn.RNN)
 RECURRENT_ATTR = "secateurs_recurrent"
 SCORES = ("abs_mean", "mean_abs")
-_LAYER = re.compile(r"^(.+)\.l(\d+)$")
+_LAYER = re.compile(r"^(.+)\.l(\d+)(_reverse)?$")
 
 
 def gates(module: nn.Module) -> int:
@@ -43,16 +44,23 @@ def gates(module: nn.Module) -> int:
     return 4 if isinstance(module, nn.LSTM) else 3 if isinstance(module, nn.GRU) else 1
 
 
+def directions(module: nn.Module) -> int:
+    return 2 if module.bidirectional else 1
+
+
 def layer_names(name: str, module: nn.Module) -> list[str]:
-    return [f"{name}.l{k}" for k in range(module.num_layers)]
+    """The prunable layers of a recurrent module, in PyTorch's h_n order (layer, direction)."""
+    return [f"{name}.l{k}{'_reverse' if d else ''}"
+            for k in range(module.num_layers) for d in range(directions(module))]
 
 
 def is_recurrent(module: nn.Module | None) -> bool:
     return isinstance(module, RECURRENT_TYPES)
 
 
-def resolve(root: nn.Module, layer: str) -> tuple[str, nn.Module, int] | None:
-    """``(module name, module, layer index)`` if ``layer`` names a layer of a recurrent module."""
+def resolve(root: nn.Module, layer: str) -> tuple[str, nn.Module, int, bool] | None:
+    """``(module name, module, layer index, reverse direction)`` if ``layer`` names a layer of a
+    recurrent module."""
     try:
         root.get_submodule(layer)
         return None  # a real submodule of that name
@@ -65,10 +73,10 @@ def resolve(root: nn.Module, layer: str) -> tuple[str, nn.Module, int] | None:
         module = root.get_submodule(match.group(1))
     except AttributeError:
         return None
-    k = int(match.group(2))
-    if not is_recurrent(module) or k >= module.num_layers:
+    k, reverse = int(match.group(2)), match.group(3) is not None
+    if not is_recurrent(module) or k >= module.num_layers or (reverse and not module.bidirectional):
         return None
-    return match.group(1), module, k
+    return match.group(1), module, k, reverse
 
 
 def recurrent_refusal(module: nn.Module) -> str | None:
@@ -81,8 +89,6 @@ def recurrent_refusal(module: nn.Module) -> str | None:
             f"{kind} with proj_size={module.proj_size}: projected hidden states are not "
             "prunable (use proj_size=0)"
         )
-    if module.bidirectional:
-        return f"bidirectional {kind}: hidden units of bidirectional layers are not prunable yet"
     return None
 
 
@@ -145,30 +151,43 @@ class RecurrentUnits(nn.Module):
             )
         first = rnn.batch_first
         batch = x.shape[0 if first else 1]
+        count, width = directions(rnn), rnn.hidden_size
         seq, previous, finals = x, None, []
-        for k, unit_mask in enumerate(self.unit_masks):
-            seq, final = self._layer(k, seq, previous, unit_mask.mask, batch)
-            seq = unit_mask(seq) if first else unit_mask(seq.transpose(0, 1)).transpose(0, 1)
+        for k in range(rnn.num_layers):
+            masks = self.unit_masks[k * count:(k + 1) * count]
+            seq, final = self._layer(k, seq, previous, [m.mask for m in masks], batch)
+            parts = list(seq.split(width, dim=-1)) if count > 1 else [seq]
+            for d, unit_mask in enumerate(masks):  # the hooks see (batch, time, units)
+                parts[d] = unit_mask(parts[d]) if first else unit_mask(
+                    parts[d].transpose(0, 1)).transpose(0, 1)
+            seq = torch.cat(parts, -1) if count > 1 else parts[0]
             finals.append(final)
-            previous = unit_mask.mask
-            if rnn.dropout and self.training and k < len(self.unit_masks) - 1:
+            previous = [m.mask for m in masks]
+            if rnn.dropout and self.training and k < rnn.num_layers - 1:
                 seq = F.dropout(seq, rnn.dropout, True)
         if isinstance(rnn, nn.LSTM):
             return seq, (torch.cat([h for h, _ in finals]), torch.cat([c for _, c in finals]))
         return seq, torch.cat(finals)
 
-    def _layer(self, k: int, seq, previous, mask, batch: int):
+    def _layer(self, k: int, seq, previous, masks, batch: int):
         rnn = self.rnn
-        rows = mask.to(seq.dtype).repeat(gates(rnn))
-        w_ih = getattr(rnn, f"weight_ih_l{k}") * rows[:, None]
-        if previous is not None:
-            w_ih = w_ih * previous.to(seq.dtype)[None, :]
-        w_hh = getattr(rnn, f"weight_hh_l{k}") * rows[:, None] * mask.to(seq.dtype)[None, :]
-        weights = [w_ih, w_hh]
-        if rnn.bias:
-            weights += [getattr(rnn, f"bias_ih_l{k}") * rows, getattr(rnn, f"bias_hh_l{k}") * rows]
-        h0 = seq.new_zeros(1, batch, rnn.hidden_size)
-        args = (weights, rnn.bias, 1, 0.0, self.training, False, rnn.batch_first)
+        dtype = seq.dtype
+        inputs = None if previous is None else torch.cat(previous).to(dtype)
+        weights = []
+        for d, mask in enumerate(masks):
+            suffix = "_reverse" if d else ""
+            mask = mask.to(dtype)
+            rows = mask.repeat(gates(rnn))
+            w_ih = getattr(rnn, f"weight_ih_l{k}{suffix}") * rows[:, None]
+            if inputs is not None:
+                w_ih = w_ih * inputs[None, :]
+            w_hh = getattr(rnn, f"weight_hh_l{k}{suffix}") * rows[:, None] * mask[None, :]
+            weights += [w_ih, w_hh]
+            if rnn.bias:
+                weights += [getattr(rnn, f"bias_ih_l{k}{suffix}") * rows,
+                            getattr(rnn, f"bias_hh_l{k}{suffix}") * rows]
+        h0 = seq.new_zeros(len(masks), batch, rnn.hidden_size)
+        args = (weights, rnn.bias, 1, 0.0, self.training, len(masks) > 1, rnn.batch_first)
         if isinstance(rnn, nn.LSTM):
             out, h, c = _VF.lstm(seq, (h0, h0), *args)
             return out, (h, c)
@@ -197,47 +216,53 @@ def _rows(k_gates: int, hidden: int, keep: list[int]) -> list[int]:
 
 
 def slice_units(rnn: nn.Module, keeps: list[list[int]]) -> None:
-    """Keep, in layer ``k``, units ``keeps[k]`` (original indices, all lists the same length):
-    their rows in every gate of layer k's weights and biases, their columns in ``weight_hh_l{k}``
-    and ``weight_ih_l{k+1}``; ``hidden_size`` becomes that length."""
+    """Keep, in each layer and direction (``layer_names`` order), units ``keeps[j]`` (original
+    indices, all lists the same length): their rows in every gate of that layer's weights and
+    biases, their columns in its ``weight_hh`` and in the next layer's ``weight_ih`` (both
+    directions); ``hidden_size`` becomes that length."""
     from .layers import _set
 
     width = len(keeps[0])
     if any(len(k) != width for k in keeps):  # pragma: no cover - the plan pads them
         raise ValueError("every layer of a recurrent module keeps the same number of units")
-    hidden, k_gates = rnn.hidden_size, gates(rnn)
-    for k, keep in enumerate(keeps):
+    hidden, k_gates, count = rnn.hidden_size, gates(rnn), directions(rnn)
+    for j, keep in enumerate(keeps):
+        k, suffix = j // count, "_reverse" if j % count else ""
         rows = _rows(k_gates, hidden, keep)
-        _set(rnn, f"weight_ih_l{k}", 0, rows)
-        if k > 0:
-            _set(rnn, f"weight_ih_l{k}", 1, keeps[k - 1])
-        _set(rnn, f"weight_hh_l{k}", 0, rows)
-        _set(rnn, f"weight_hh_l{k}", 1, keep)
+        _set(rnn, f"weight_ih_l{k}{suffix}", 0, rows)
+        if k > 0:  # the previous layer's output: [forward units, backward units]
+            columns = [d * hidden + i for d in range(count) for i in keeps[(k - 1) * count + d]]
+            _set(rnn, f"weight_ih_l{k}{suffix}", 1, columns)
+        _set(rnn, f"weight_hh_l{k}{suffix}", 0, rows)
+        _set(rnn, f"weight_hh_l{k}{suffix}", 1, keep)
         if rnn.bias:
-            _set(rnn, f"bias_ih_l{k}", 0, rows)
-            _set(rnn, f"bias_hh_l{k}", 0, rows)
+            _set(rnn, f"bias_ih_l{k}{suffix}", 0, rows)
+            _set(rnn, f"bias_hh_l{k}{suffix}", 0, rows)
     rnn.hidden_size = width
     rnn._init_flat_weights()
 
 
-def zero_units(rnn: nn.Module, k: int, positions: list[int]) -> None:
-    """Make units ``positions`` (current indices) of layer ``k`` output exactly zero: their rows in
-    every gate of the weights and biases (their gates then see 0: h = 0 from the zero state)."""
+def zero_units(rnn: nn.Module, j: int, positions: list[int]) -> None:
+    """Make units ``positions`` (current indices) of layer and direction ``j`` (``layer_names``
+    order) output exactly zero: their rows in every gate of the weights and biases (their gates
+    then see 0: h = 0 from the zero state)."""
     if not positions:
         return
+    k, suffix = j // directions(rnn), "_reverse" if j % directions(rnn) else ""
     rows = _rows(gates(rnn), rnn.hidden_size, positions)
     with torch.no_grad():
-        for name in (f"weight_ih_l{k}", f"weight_hh_l{k}", f"bias_ih_l{k}", f"bias_hh_l{k}"):
-            tensor = getattr(rnn, name, None)
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            tensor = getattr(rnn, f"{name}_l{k}{suffix}", None)
             if tensor is not None:
                 tensor[rows] = 0.0
 
 
-def incoming_l1(rnn: nn.Module, k: int) -> torch.Tensor:
+def incoming_l1(rnn: nn.Module, k: int, reverse: bool = False) -> torch.Tensor:
     """L1 norm of each unit's incoming weights over every gate (weight_ih and weight_hh rows)."""
     hidden, k_gates = rnn.hidden_size, gates(rnn)
     total = torch.zeros(hidden, dtype=torch.float64)
-    for name in (f"weight_ih_l{k}", f"weight_hh_l{k}"):
+    suffix = "_reverse" if reverse else ""
+    for name in (f"weight_ih_l{k}{suffix}", f"weight_hh_l{k}{suffix}"):
         w = getattr(rnn, name).detach().abs().sum(1).double().cpu()
         total += w.reshape(k_gates, hidden).sum(0)
     return total.float()

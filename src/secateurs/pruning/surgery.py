@@ -279,9 +279,9 @@ def export_pruned(
         keeps = [plan.keep.get(x, list(range(rnn.hidden_size))) for x in names]
         if any(len(k) != rnn.hidden_size for k in keeps):
             slice_units(rnn, keeps)
-        for k, x in enumerate(names):
-            pos = {c: i for i, c in enumerate(keeps[k])}
-            zero_units(rnn, k, [pos[c] for c in plan.zeroed.get(x, [])])
+        for j, x in enumerate(names):
+            pos = {c: i for i, c in enumerate(keeps[j])}
+            zero_units(rnn, j, [pos[c] for c in plan.zeroed.get(x, [])])
     for layer in work.layers:
         if layer in recurrent:
             continue
