@@ -41,6 +41,7 @@ class RowRNN(nn.Module):
         self.channels_first = len(input_shape) == 3
         self.rnn = kind(self.features, hidden, num_layers=layers, batch_first=True, **extra)
         self.head = nn.Linear(hidden, num_classes)
+        self.prunable_layers = tuple(f"rnn.l{k}" for k in range(layers))
 
     def forward(self, x):
         if self.channels_first:  # (N, C, H, W) -> (N, H, C * W)

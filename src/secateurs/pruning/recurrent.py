@@ -7,10 +7,9 @@
 - **Masking**: the module's call in the traced graph is replaced by a ``RecurrentUnits`` call,
   which runs the layers one at a time with masked weights: a dropped unit's rows in every gate of
   ``weight_ih_l{k}``, ``weight_hh_l{k}`` and both biases are zero, and so are its column in
-  ``weight_hh_l{k}`` and in ``weight_ih_l{k+1}`` (both directions'). From the zero initial state its h_t is then
-  exactly 0 (LSTM: i = f = o = 0.5, g = 0, so c = 0 and h = 0; GRU: z = 0.5, n = 0; RNN: act(0)),
-  and its weights get zero gradients. A forward that passes its own initial state is refused
-  (its width would be hard-coded where export cannot see it).
+  ``weight_hh_l{k}`` and in ``weight_ih_l{k+1}`` (both directions'). From the zero initial
+  state its h_t is then exactly 0 (LSTM: i = f = o = 0.5, g = 0, so c = 0 and h = 0; GRU:
+  z = 0.5, n = 0; RNN: act(0)), and its weights get zero gradients.
 - **Score**: each layer's output sequence goes through its ``RecurrentUnitMask`` (batch first), so
   the DropNet score is the mean over samples and time steps of |h_t| (``"abs_mean"``); the
   alternative ``"mean_abs"`` (per sample the time mean, then its absolute value) is the
@@ -19,7 +18,8 @@
   o; GRU r, z, n; RNN one); all layers and directions of one module share ``hidden_size``, so the
   exported module keeps the largest count and pads the others with dropped units whose weights
   are zeroed (they output exactly 0). A bidirectional output is [forward units, backward units].
-- **Refused**: ``proj_size > 0``, subclasses with their own forward.
+- **Refused**: ``proj_size > 0``, subclasses with their own forward, and a forward that passes
+  its own initial state (h0 / c0: its width is built where export cannot see it).
 """
 
 from __future__ import annotations
