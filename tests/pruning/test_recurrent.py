@@ -35,7 +35,8 @@ FEATURES, HIDDEN, STEPS, CLASSES = 5, 7, 6, 3
 CELLS = [(nn.LSTM, None), (nn.GRU, None), (nn.RNN, "tanh"), (nn.RNN, "relu")]
 GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}
 CASES = [
-    pytest.param(cell, act, layers, bf, bi, id=f"{cell.__name__}{'-' + act if act else ''}-L{layers}"
+    pytest.param(cell, act, layers, bf, bi,
+                 id=f"{cell.__name__}{'-' + act if act else ''}-L{layers}"
                  f"-{'bf' if bf else 'tf'}{'-bi' if bi else ''}")
     for cell, act in CELLS for layers in (1, 2) for bf in (True, False) for bi in (False, True)
     if not bi or bf or (cell is nn.LSTM and layers == 2)

@@ -488,8 +488,8 @@ def _recurrent_value(node: fx.Node, recurrent: dict, space: dict, flow: ChannelF
             k = first % len(layers)
             return _propagate(node, None, {**space, node.args[0]: layer_space(k)},
                               [node.args[0]], flow)
-    return f"{node.format_node()} reads the stacked states of {wrapper.rnn_name!r} (index them by layer, " \
-           "e.g. h_n[-1])"
+    return (f"{node.format_node()} reads the stacked states of {wrapper.rnn_name!r} (index them "
+            "by layer, e.g. h_n[-1])")
 
 
 def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelFlow):

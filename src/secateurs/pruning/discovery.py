@@ -9,9 +9,9 @@ A layer of a prunable type (``layers.PRUNABLE``) is prunable unless:
   weighted layer (``layers.WEIGHTED``, or a functional linear / convolution / matmul). Heads,
   however many and wherever they are defined, are never pruned.
 
-Recurrent modules (``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``) follow the same rules and give one prunable
-layer per layer of the module (``lstm.l0``, ``lstm.l1``; see ``recurrent``); a forward that passes
-them its own initial state is refused.
+Recurrent modules (``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``) follow the same rules and give one
+prunable layer per layer and direction of the module (``lstm.l0``, ``lstm.l0_reverse``,
+``lstm.l1``; see ``recurrent``); a forward that passes them its own initial state is refused.
 
 Models may still declare ``prunable_layers``; those are checked against the same rules.
 """
