@@ -25,7 +25,7 @@ import torch
 
 from secateurs.data import load_dataset
 from secateurs.pruning import PAPER_METRICS, DropNet, DropNetConfig, DropNetResult
-from secateurs.pruning.lockstep import run_dropnet_lockstep
+from secateurs.pruning.driver import run_dropnet_lockstep
 from secateurs.training import TrainConfig, resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -77,8 +77,7 @@ def test_rerun_skips_finished_tasks_and_gives_identical_results(first_run, monke
     def boom(*a, **k):
         raise AssertionError("a finished task ran again")
 
-    monkeypatch.setattr(tasks, "run_dropnet", boom)
-    monkeypatch.setattr(tasks, "_lockstep_results", boom)
+    monkeypatch.setattr(tasks, "run_dropnets", boom)
     second = run_experiment(tiny_config, progress=False)
     assert strip_timing(first) == strip_timing(second)
 
@@ -204,3 +203,22 @@ def test_pareto_front_against_a_brute_force_definition():
         )
     ]
     assert sorted(map(id, front)) == sorted(id(p) for p in points if p not in dominated)
+
+
+def test_round_0_is_trained_once_per_member_so_every_metric_shares_it(first_run):
+    from secateurs.experiments.tasks import read_task
+
+    tiny_config, _ = first_run
+    out = Path(tiny_config["output"])
+    by_member: dict[tuple, list[dict]] = {}
+    for folder in sorted((out / "tasks").iterdir()):
+        task = read_task(out, folder.name)
+        spec = task["spec"]
+        by_member.setdefault((spec["member"], spec["seed"]), []).append(task)
+    assert by_member and all(len(tasks) == 2 for tasks in by_member.values())  # 2 metrics
+    for tasks in by_member.values():
+        first = next(i for i, s in enumerate(tasks[0]["snapshots"]) if s["round"] == 0)
+        for other in tasks[1:]:
+            j = next(i for i, s in enumerate(other["snapshots"]) if s["round"] == 0)
+            assert np.array_equal(tasks[0]["val_probs"][first], other["val_probs"][j])
+            assert np.array_equal(tasks[0]["test_probs"][first], other["test_probs"][j])

@@ -51,18 +51,13 @@ class Ran:
 
     def __init__(self, monkeypatch):
         self.models: list[str] = []
-        real_single, real_lockstep = tasks.run_dropnet, tasks._lockstep_results
+        real = tasks._execute_group
 
-        def single(model, data, config, seed, **kw):
-            self.models.append(model)
-            return real_single(model, data, config, seed=seed, **kw)
-
-        def lockstep(specs, data, *args, **kw):
+        def counted(specs, *args, **kw):
             self.models.extend(s["model"] for s in specs)
-            return real_lockstep(specs, data, *args, **kw)
+            return real(specs, *args, **kw)
 
-        monkeypatch.setattr(tasks, "run_dropnet", single)
-        monkeypatch.setattr(tasks, "_lockstep_results", lockstep)
+        monkeypatch.setattr(tasks, "_execute_group", counted)
 
 
 # -- thread count ----------------------------------------------------------------------------------
@@ -76,8 +71,7 @@ def test_tasks_run_with_their_own_thread_count_whatever_the_caller_has(monkeypat
         seen.append(torch.get_num_threads())
         raise Stop
 
-    monkeypatch.setattr(tasks, "run_dropnet", record)
-    monkeypatch.setattr(tasks, "_lockstep_results", record)
+    monkeypatch.setattr(tasks, "run_dropnets", record)
     before = torch.get_num_threads()
     try:
         for caller, per_task in ((2, 1), (1, 1), (2, 3)):

@@ -21,7 +21,7 @@ from secateurs.experiments.sweep import (
     with_costs,
 )
 from secateurs.pruning import DropNet, DropNetConfig
-from secateurs.pruning import lockstep as lockstep_module
+from secateurs.pruning import driver as driver_module
 from secateurs.training import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -148,7 +148,7 @@ def test_rerun_resumes_and_prune_resumes_a_p_folder(swept, digits, monkeypatch):
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(DropNet, "train_round", boom)
-    monkeypatch.setattr(lockstep_module, "train_lockstep", boom)
+    monkeypatch.setattr(driver_module, "train_lockstep", boom)
     again = run_sweep(MODEL, digits, [0.3, 0.5], [0, 1], CONFIG, out=out, dataset_spec="digits",
                       split_seed=0, progress=False)
     assert again.rows() == result.rows()

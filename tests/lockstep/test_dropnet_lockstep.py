@@ -18,17 +18,15 @@ from secateurs.errors import ConfigError, TrainingDiverged
 from secateurs.experiments.prune_study import run_prune_study
 from secateurs.pruning import PAPER_METRICS, DropNet, DropNetConfig, get_metric
 from secateurs.pruning import dropnet as dropnet_module
-from secateurs.pruning.importance import activation_stats, unit_scores
+from secateurs.pruning.driver import LockstepFallback, run_dropnet_lockstep
+from secateurs.pruning.importance import activation_stats, scores_from_stats, unit_scores
 from secateurs.pruning.lockstep import (
-    LockstepFallback,
     compact_copy,
     compaction_plan,
     expand_into,
     lockstep_activation_stats,
     lockstep_unsupported_reason,
     measure_splits,
-    run_dropnet_lockstep,
-    scores_from_stats,
 )
 from secateurs.training import TrainConfig, TrainResult, split_metrics
 
@@ -69,7 +67,7 @@ def paper_runs():
 
 @pytest.fixture(scope="module")
 def separate(digits, paper_runs):
-    return [DropNet(FC, digits, cfg, seed=s).run() for cfg, s in paper_runs]
+    return [DropNet(FC, digits, cfg, seed=s).run(lockstep=False) for cfg, s in paper_runs]
 
 
 @pytest.mark.parametrize("compact", [False, True])
@@ -93,14 +91,14 @@ def test_shared_order_equals_separate_runs_with_that_order(digits):
             return train(self.masked, self.data, self.config.train, seed=9 * 100_003 + self.round,
                          progress=False)
 
-    expected = [SharedOrder(FC, digits, cfg, seed=s).run() for cfg, s in runs]
+    expected = [SharedOrder(FC, digits, cfg, seed=s).run(lockstep=False) for cfg, s in runs]
     assert_same_runs(expected, run_dropnet_lockstep(FC, digits, runs, order_seed=9))
 
 
 def test_conv_runs_reproduce_the_separate_runs(digits):
     runs = [(config(m, until=0.5, epochs=2), s) for m in ("minimum", "maximum_layer") for s in (0, 1)]
     spec = "model-b:widths=6-6"
-    separate = [DropNet(spec, digits, cfg, seed=s).run() for cfg, s in runs]
+    separate = [DropNet(spec, digits, cfg, seed=s).run(lockstep=False) for cfg, s in runs]
     assert_same_runs(separate, run_dropnet_lockstep(spec, digits, runs))
 
 
@@ -112,7 +110,7 @@ def test_other_criteria_reset_policies_and_the_oracle(digits):
         (config("minimum", one_per_round=True, until=None, max_rounds=2, score_samples=300), 0),
         (config("minimum", epochs=3, patience=None), 2),  # other training settings: own batch
     ]
-    separate = [DropNet(FC, digits, cfg, seed=s).run() for cfg, s in runs]
+    separate = [DropNet(FC, digits, cfg, seed=s).run(lockstep=False) for cfg, s in runs]
     assert_same_runs(separate, run_dropnet_lockstep(FC, digits, runs, group_size=2))
 
 
@@ -125,7 +123,7 @@ def test_rounds_in_sub_batches_and_stateful_training_reproduce_the_separate_runs
                        train=TrainConfig(max_epochs=3, patience=1, **kwargs)), s)
         for m in ("minimum", "random_layer") for s in (0, 1)
     ]
-    separate = [DropNet(FC, digits, cfg, seed=s).run() for cfg, s in runs]
+    separate = [DropNet(FC, digits, cfg, seed=s).run(lockstep=False) for cfg, s in runs]
     step_bytes = 1 if option == "step_bytes" else None  # every run in its own sub-batch
     assert_same_runs(separate, run_dropnet_lockstep(FC, digits, runs, step_bytes=step_bytes))
 
@@ -174,7 +172,7 @@ def test_a_model_the_engine_cannot_batch_falls_back_to_separate_runs(digits):
     runs = [(config("minimum", until=0.8, epochs=1), s) for s in (0, 1)]
     with pytest.warns(LockstepFallback, match="BatchNorm"):
         results = run_dropnet_lockstep(spec, digits, runs)
-    separate = [DropNet(spec, digits, cfg, seed=s).run() for cfg, s in runs]
+    separate = [DropNet(spec, digits, cfg, seed=s).run(lockstep=False) for cfg, s in runs]
     for a, b in zip(separate, results, strict=True):  # the very same computation: bit for bit
         assert a.dropped == b.dropped
         for ra, rb in zip(a.rounds, b.rounds, strict=True):
@@ -280,33 +278,33 @@ def test_study_uses_lockstep_saves_runs_as_they_finish_and_resumes(digits, tmp_p
     import secateurs.experiments.prune_study as study_module
 
     calls = []
-    original = study_module.run_dropnet_lockstep
+    original = study_module.run_dropnets
 
-    def spy(*args, **kwargs):
-        calls.append(len(args[2]))
-        return original(*args, **kwargs)
+    def spy(nets, **kwargs):
+        calls.append((len(nets), kwargs["lockstep"]))
+        return original(nets, **kwargs)
 
-    monkeypatch.setattr(study_module, "run_dropnet_lockstep", spy)
+    monkeypatch.setattr(study_module, "run_dropnets", spy)
     first = run_prune_study(FC, digits, ["minimum", "random"], [0, 1], cfg, out=out,
                             progress=False)
-    assert calls == [4]
+    assert calls == [(4, True)]
     plain = run_prune_study(FC, digits, ["minimum", "random"], [0, 1], cfg, progress=False,
                             lockstep=False)
-    assert calls == [4]
+    assert calls == [(4, True), (4, False)]
     assert_same_runs(plain.runs, first.runs)
     for metric in ("minimum", "random"):
         for seed in (0, 1):
             assert (out / "runs" / f"{metric}-seed{seed}" / "run.json").is_file()
-    # only the lost run is trained again (alone: lockstep needs two runs)
+    # only the lost run is trained again
     import shutil
 
     shutil.rmtree(out / "runs" / "random-seed1")
     again = run_prune_study(FC, digits, ["minimum", "random", "minimum_layer"], [0, 1], cfg,
                             out=tmp_path / "other", progress=False)
-    assert calls == [4, 6]
+    assert calls[2:] == [(6, True)]
     resumed = run_prune_study(FC, digits, ["minimum", "random"], [0, 1], cfg, out=out,
                               progress=False)
-    assert calls == [4, 6]  # one run to do: trained alone
+    assert calls[3:] == [(1, True)]  # one run to do: a batch of one
     assert [(r.metric, r.seed) for r in resumed.runs] == [
         ("minimum", 0), ("minimum", 1), ("random", 0), ("random", 1)
     ]
@@ -337,7 +335,7 @@ def test_compaction_with_weight_decay_is_refused_and_the_default_reproduces_the_
     runs = [(decayed("minimum"), 0), (decayed("magnitude"), 1)]
     with pytest.raises(ConfigError, match=r"compact=True .*weight_decay=0\.05"):
         run_dropnet_lockstep(FC, digits, runs, compact=True)
-    separate = [DropNet(FC, digits, cfg, seed=s).run() for cfg, s in runs]
+    separate = [DropNet(FC, digits, cfg, seed=s).run(lockstep=False) for cfg, s in runs]
     assert_same_runs(separate, run_dropnet_lockstep(FC, digits, runs))  # compaction off
 
 
@@ -369,7 +367,7 @@ def test_models_refused_at_forward_time_fall_back_to_separate_runs(digits, monke
     runs = [(config("minimum", until=0.6, epochs=1), s) for s in (0, 1)]
     with pytest.warns(LockstepFallback, match="features"):
         results = run_dropnet_lockstep("per-row", digits, runs)
-    separate = [DropNet("per-row", digits, cfg, seed=s).run() for cfg, s in runs]
+    separate = [DropNet("per-row", digits, cfg, seed=s).run(lockstep=False) for cfg, s in runs]
     for a, b in zip(separate, results, strict=True):
         assert a.dropped == b.dropped and len(a.rounds) > 1
         for ra, rb in zip(a.rounds, b.rounds, strict=True):

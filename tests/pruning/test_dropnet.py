@@ -25,8 +25,8 @@ from secateurs.pruning import (
     save_run,
     select_units,
 )
+from secateurs.pruning import driver as driver_module
 from secateurs.pruning import dropnet as dropnet_module
-from secateurs.pruning import lockstep as lockstep_module
 from secateurs.training import TrainConfig
 
 FAST = TrainConfig(max_epochs=1, batch_size=128, patience=None)
@@ -270,7 +270,7 @@ def test_kappa_stops_the_loop_after_the_first_round_below_the_floor(digits, monk
 
     monkeypatch.setattr(dropnet_module, "split_metrics", scripted)
     result = run_dropnet("model-a:widths=8-6", digits,
-                         cfg(until=None, kappa=0.9, fraction=0.2), seed=0)
+                         cfg(until=None, kappa=0.9, fraction=0.2), seed=0, lockstep=False)
     # floor 0.9 x 0.90 = 0.81: 0.85 goes on, 0.80 stops (and is the final training)
     assert [r["val_acc"] for r in result.rounds] == [0.90, 0.92, 0.85, 0.80]
     assert "kappa" in result.stop_reason
@@ -340,8 +340,8 @@ def _forbid_training(monkeypatch) -> None:
 
     monkeypatch.setattr(DropNet, "train_round", no_training)
     monkeypatch.setattr(dropnet_module, "train", no_training)
-    monkeypatch.setattr(lockstep_module, "train_lockstep", no_training)
-    monkeypatch.setattr(study_module, "run_dropnet_lockstep", no_training)
+    monkeypatch.setattr(driver_module, "train_lockstep", no_training)
+    monkeypatch.setattr(study_module, "run_dropnets", no_training)
 
 
 @pytest.mark.parametrize("lockstep", [True, False], ids=["lockstep", "sequential"])

@@ -12,8 +12,8 @@ import torch
 from secateurs.errors import DataError
 from secateurs.models import build_model
 from secateurs.pruning import DropNet, DropNetConfig, load_run, save_run
+from secateurs.pruning.driver import run_dropnet_lockstep
 from secateurs.pruning.importance import unit_scores
-from secateurs.pruning.lockstep import run_dropnet_lockstep
 from secateurs.pruning.masks import MaskedNetwork
 from secateurs.training import TrainConfig
 

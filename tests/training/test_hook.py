@@ -17,7 +17,7 @@ from secateurs.errors import ConfigError
 from secateurs.experiments.prune_study import run_prune_study
 from secateurs.models import build_model
 from secateurs.pruning import DropNet, DropNetConfig, run_dropnet
-from secateurs.pruning.lockstep import LockstepFallback, run_dropnet_lockstep
+from secateurs.pruning.driver import LockstepFallback, run_dropnet_lockstep
 from secateurs.training import RoundInfo, TrainConfig, TrainResult, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -40,7 +40,7 @@ def test_a_hook_calling_the_builtin_trainer_reproduces_the_run(digits):
         seen.append(info)
         return train(network, info.data, info.config, seed=info.seed, progress=False)
 
-    plain = run_dropnet(SPEC, digits, config, seed=3)
+    plain = run_dropnet(SPEC, digits, config, seed=3, lockstep=False)  # the built-in trainer
     hooked = run_dropnet(SPEC, digits, config, seed=3, train_fn=builtin)
     assert _rows(hooked) == _rows(plain)
     assert hooked.dropped == plain.dropped
@@ -168,13 +168,14 @@ def test_lockstep_with_a_hook_falls_back_to_separate_runs(digits):
 
     runs = [(DropNetConfig(metric=m, max_rounds=1, until=None, train=FAST), s)
             for m in ("minimum", "random") for s in (0, 1)]
-    with pytest.warns(LockstepFallback, match="lockstep disabled: a training hook") as record:
+    match = "lockstep disabled for 4 of 4 runs: a training hook"
+    with pytest.warns(LockstepFallback, match=match) as record:
         results = run_dropnet_lockstep(SPEC, digits, runs, train_fn=hook)
     assert len(record) == 1
     assert sorted(calls) == sorted((m, s, r) for m in ("minimum", "random") for s in (0, 1)
                                    for r in (0, 1))
     for (cfg, seed), got in zip(runs, results, strict=True):
-        want = DropNet(SPEC, digits, cfg, seed=seed).run()
+        want = DropNet(SPEC, digits, cfg, seed=seed).run(lockstep=False)
         assert _rows(got) == _rows(want) and got.dropped == want.dropped
 
 

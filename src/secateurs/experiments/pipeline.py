@@ -126,9 +126,9 @@ def check_experiment(config: dict) -> list[dict]:
 def _groups(
     config: dict, specs: list[dict], out: Path, log: Callable[[str], None]
 ) -> list[list[dict]]:
-    """Tasks that run together: with lockstep, every run of one architecture (one group always
-    holds the same runs, so that a resumed run computes exactly what an uninterrupted one did);
-    otherwise one task each. Groups whose tasks are all finished are left out; a task whose files
+    """Tasks that run together: with lockstep, every run of one architecture; otherwise the runs
+    of one architecture and seed, whose metrics share round 0 (one group always holds the same
+    runs, so that a resumed run computes exactly what an uninterrupted one did). Groups whose tasks are all finished are left out; a task whose files
     are damaged (truncated, missing) is removed, said so, and run again."""
     names = member_names(config)
     first = {}
@@ -149,10 +149,9 @@ def _groups(
             log(f"task {spec['key']} ({who}): {problem}; running it again")
             shutil.rmtree(task_dir(out, spec["key"]))
     by: dict[str, list[dict]] = {}
-    for spec in specs:
-        by.setdefault(spec["model"] if config["dropnet"]["lockstep"] else spec["key"], []).append(
-            spec
-        )
+    for spec in specs:  # without lockstep, a member's metrics still share (fork) its round 0
+        key = spec["model"] if config["dropnet"]["lockstep"] else f"{spec['model']}|{spec['seed']}"
+        by.setdefault(key, []).append(spec)
     return [g for g in by.values() if not all(s["key"] in done for s in g)]
 
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from ..data.splits import DatasetSplits
 from ..io import check_writable_dir, read_json, remove_stale_temporaries, write_json
+from ..pruning.driver import run_dropnets
 from ..pruning.dropnet import DropNet, DropNetConfig, DropNetResult
-from ..pruning.lockstep import run_dropnet_lockstep
 from ..pruning.metrics import get_metric
 from ..pruning.record import check_run, load_run, save_run
 from ..reporting import curves_by_round, plot_accuracy_vs_remaining, write_csv
@@ -241,20 +241,15 @@ def _run_jobs(
             info = runs_done() if rows else f"{metric} seed {seed} finished; {runs_done()}"
             bar.update(task, advance=rest, info=info)
 
-        if lockstep and sum(1 for m, _ in todo if m != "oracle") > 1:
-            run_dropnet_lockstep(
-                model,
-                data,
-                [(replace(config, metric=m), s) for m, s in todo],
-                on_round=show,
+        nets = [
+            DropNet(model, data, replace(config, metric=m), seed=s, train_fn=train_fn)
+            for m, s in todo
+        ]
+        if nets:
+            run_dropnets(
+                nets, lockstep=lockstep, on_round=show,
                 on_finish=lambda i, result: finish(*todo[i], result),
-                train_fn=train_fn,
             )
-        else:
-            for metric, seed in todo:
-                cfg = replace(config, metric=metric)
-                run = DropNet(model, data, cfg, seed=seed, train_fn=train_fn)
-                finish(metric, seed, run.run(show))
     study.runs = [finished[job] for job in jobs]
     if out is not None:
         write_outputs(study)

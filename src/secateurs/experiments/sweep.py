@@ -198,7 +198,7 @@ def run_sweep(
     import torch
 
     from ..models import build_model
-    from ..pruning.lockstep import run_dropnet_lockstep
+    from ..pruning.driver import run_dropnets
     from ..training import resolve_device
     from ..training.progress import progress_bar
 
@@ -256,14 +256,11 @@ def run_sweep(
             finished[(p, seed)] = result
             bar.update(task, advance=1)
 
-        if lockstep and len(todo) > 1:
-            run_dropnet_lockstep(
-                model, data, [(configs[p], s) for p, s in todo], on_round=show,
-                on_finish=lambda i, result: finish(*todo[i], result),
+        if todo:
+            run_dropnets(
+                [DropNet(model, data, configs[p], seed=s) for p, s in todo], lockstep=lockstep,
+                on_round=show, on_finish=lambda i, result: finish(*todo[i], result),
             )
-        else:
-            for p, seed in todo:
-                finish(p, seed, DropNet(model, data, configs[p], seed=seed).run(show))
     for p in fractions:
         folder = fraction_dir(out, p) if out is not None else None
         study = StudyResult(folder, model, dataset, [finished[(p, s)] for s in seeds])

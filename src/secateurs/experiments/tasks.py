@@ -18,7 +18,8 @@ import torch
 from ..data import DatasetSplits, load_dataset
 from ..io import atomic_path, file_sha256, read_json, save_tensors, write_json
 from ..models import build_model
-from ..pruning.dropnet import DropNetConfig, DropNetResult, run_dropnet
+from ..pruning.driver import run_dropnets
+from ..pruning.dropnet import DropNet, DropNetConfig, DropNetResult
 from ..pruning.masks import MaskedNetwork
 from ..training import TrainConfig, predict_proba
 
@@ -212,28 +213,9 @@ def round_logger(specs: list[dict]):
 
 def _execute_group(specs: list[dict], lockstep: bool, on_round=None) -> list[dict[str, Any]]:
     data = dataset_of(specs[0])
-    results = None
-    if lockstep and len(specs) > 1:
-        results = _lockstep_results(specs, data, on_round)
-    if results is None:
-        results = [
-            run_dropnet(s["model"], data, dropnet_config(s), seed=s["seed"], on_round=on_round)
-            for s in specs
-        ]
+    nets = [DropNet(s["model"], data, dropnet_config(s), seed=s["seed"]) for s in specs]
+    results = run_dropnets(nets, lockstep=lockstep, on_round=on_round)
     return [payload_of(s, data, r) for s, r in zip(specs, results, strict=True)]
-
-
-def _lockstep_results(
-    specs: list[dict], data: DatasetSplits, on_round=None
-) -> list[DropNetResult] | None:
-    try:
-        from ..pruning.lockstep import run_dropnet_lockstep
-    except ImportError:
-        return None
-    return run_dropnet_lockstep(
-        specs[0]["model"], data, [(dropnet_config(s), s["seed"]) for s in specs],
-        on_round=on_round,
-    )
 
 
 # -- on disk -------------------------------------------------------------------------------------

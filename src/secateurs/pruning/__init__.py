@@ -2,12 +2,14 @@
 
 - what scores units: ``importance`` (activations, APoZ, weight magnitude) and ``oracle``;
 - which units go: ``selection`` (global or per layer, budgets, seeded ties);
-- when: ``schedule`` (stop by remaining fraction or by accuracy) and the ``dropnet`` loop;
+- when: ``schedule`` (stop by remaining fraction or by accuracy), one run's steps in ``dropnet``,
+  and the one ``driver`` that takes a run or a whole study through them;
 - how they are removed: ``masks`` during the search, ``surgery`` (physical removal) at export;
   ``recurrent`` for the hidden units of LSTM / GRU / RNN layers.
 """
 
 from .counting import count_params_macs, implied_params_macs
+from .driver import LockstepFallback, run_dropnet_lockstep, run_dropnets
 from .dropnet import DropNet, DropNetConfig, DropNetResult, run_dropnet
 from .importance import ActivationStats, activation_stats, unit_scores, weight_magnitude
 from .masks import MaskedNetwork, UnitMask
@@ -27,6 +29,7 @@ __all__ = [
     "DropNetConfig",
     "DropNetResult",
     "ExportResult",
+    "LockstepFallback",
     "MaskedNetwork",
     "Metric",
     "StopRule",
@@ -42,6 +45,8 @@ __all__ = [
     "removal_losses",
     "removal_losses_naive",
     "run_dropnet",
+    "run_dropnet_lockstep",
+    "run_dropnets",
     "save_exported",
     "save_run",
     "select_units",

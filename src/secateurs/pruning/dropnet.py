@@ -1,14 +1,13 @@
-"""The DropNet loop: train, record, score, drop a fraction of the remaining units, reset, repeat.
+"""One DropNet run: train, record, score, drop a fraction of the remaining units, reset, repeat.
 
-``DropNet`` holds one run's state and exposes its steps (``record``, ``prune_step``) so that other
-drivers, such as a trainer that steps many networks in lockstep, can reuse the exact same scoring,
-selection and reset logic; ``DropNet.run`` is the plain sequential driver.
+``DropNet`` holds one run's state and its steps (``train_round``, ``record``, ``choose``,
+``prune_step``, ``reset``); ``pruning.driver`` takes one run or many through them, so scoring,
+selection and resets are the same code for a single run and a batched study.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -161,6 +160,7 @@ class DropNet:
         self.weights: dict[int, dict[str, torch.Tensor]] = {}
         self.scores: dict[int, dict[str, list[float]]] = {}  # round -> the scores it ranked by
         self.stop_reason: str | None = None
+        self.forked_from: str | None = None  # the metric whose round 0 this run copied
         self._unpruned_counts: tuple[int, int] | None = None
 
     # -- steps -------------------------------------------------------------------------------
@@ -322,17 +322,16 @@ class DropNet:
                     if module is not self.masked and hasattr(module, "reset_parameters"):
                         module.reset_parameters()
 
-    # -- the sequential driver -------------------------------------------------------------
-    def run(self, on_round: Callable[[DropNet, dict], None] | None = None) -> DropNetResult:
-        while True:
-            start = time.perf_counter()
-            result = self.train_round()
-            row = self.record(result, time.perf_counter() - start)
-            if on_round is not None:
-                on_round(self, row)
-            if self.stop_reason is not None or self.prune_step() == 0:
-                break
-        return self.result()
+    # -- the driver ---------------------------------------------------------------------------
+    def run(
+        self, on_round: Callable[[DropNet, dict], None] | None = None, *, lockstep: bool = True
+    ) -> DropNetResult:
+        """Run to the stop rule: ``pruning.driver.run_dropnets`` with a batch of one (the stacked
+        engine trains only the alive units; ``lockstep=False`` or a hook: the built-in trainer
+        or the hook)."""
+        from .driver import run_dropnets  # the driver builds on this module
+
+        return run_dropnets([self], lockstep=lockstep, on_round=on_round)[0]
 
     def network_at(self, round_: int) -> MaskedNetwork:
         """A copy of the masked network as trained in round ``round_`` (weights must be kept)."""
@@ -359,6 +358,7 @@ class DropNet:
             initial=self.initial,
             weights=dict(self.weights),
             scores=dict(self.scores),
+            forked_from=self.forked_from,
         )
 
 
@@ -379,6 +379,8 @@ class DropNetResult:
     weights: dict[int, dict[str, torch.Tensor]] = field(repr=False, default_factory=dict)
     # round -> per layer, the unit scores that round's selection ranked by (none for the oracle)
     scores: dict[int, dict[str, list[float]]] = field(repr=False, default_factory=dict)
+    # round 0 was trained once for runs that share it, and copied: the metric that trained it
+    forked_from: str | None = None
 
     def masks_at(self, round_: int) -> dict[str, torch.Tensor]:
         """Alive units of every layer in round ``round_`` (rebuilt from the drop record)."""
@@ -403,6 +405,7 @@ class DropNetResult:
             "seed": self.seed,
             "rounds": len(self.rounds),
             "stop_reason": self.stop_reason,
+            "forked_from": self.forked_from,
         }
 
 
@@ -414,7 +417,10 @@ def run_dropnet(
     seed: int = 0,
     on_round: Callable[[DropNet, dict], None] | None = None,
     train_fn: TrainFn | None = None,
+    lockstep: bool = True,
 ) -> DropNetResult:
     """Run DropNet to its stop rule. ``model`` is a registry spec (built with ``seed``) or a module
-    (copied, left unchanged); ``train_fn``: a training hook (see ``DropNet``)."""
-    return DropNet(model, data, config, seed=seed, train_fn=train_fn).run(on_round)
+    (copied, left unchanged); ``train_fn``: a training hook (see ``DropNet``); ``lockstep=False``:
+    the built-in trainer at full width instead of the stacked engine (see ``DropNet.run``)."""
+    run = DropNet(model, data, config, seed=seed, train_fn=train_fn)
+    return run.run(on_round, lockstep=lockstep)

@@ -1,48 +1,33 @@
-"""DropNet runs in lockstep: many runs of one architecture trained round by round as batches.
+"""The stacked engine's pruning side: many DropNet runs of one architecture as one batched model.
 
-Each run is an ordinary ``DropNet`` (same construction, seeds, ``record``, ``prune_step``,
-``reset`` and ``select``); only its training, its measurements and its activation scores are
-computed together with the other runs' by ``training.lockstep``. So the K trajectories are those
-of K separate runs, up to floating-point reassociation in batched kernels (docs/lockstep.md).
+``pruning.driver`` trains a batch of runs with ``training.lockstep``; this module gives it what
+is specific to pruning, so that a batch of K runs computes what K separate runs compute, up to
+floating-point reassociation in batched kernels (docs/lockstep.md):
 
-What makes a lockstep round cheaper than K separate rounds:
-
-- the runs train as one batched model (``StackedNetwork``), which removes the per-step overhead
-  that dominates small networks on a CPU and fills a GPU;
-- ``compact``: units that every network of a batch has dropped are not computed at all. Each
+- ``StackedUnitMask``: the K runs' masks on stacked activations;
+- compaction: units that every network of a batch has dropped are not computed at all. Each
   round the layers shrink to the largest number of units still alive in any network of the batch
   (dead units pad the others; they output exactly zero and get zero gradients), and the trained
   weights are scattered back into the full-width networks afterwards. Dropped units never change
   in a separate run either (their gradients are exactly zero), so this changes only the order of
   floating-point sums. It is off by default when weight decay is on (decay does move dropped
-  weights), and asking for it then is an error;
-- every split is measured for all runs in one stacked pass per split, in cache-sized chunks, and
-  the pass over the training split also collects the activation scores (``DropNet.record`` and
-  ``DropNet.choose`` take the figures instead of measuring again);
-- on CPU, a round trains in sub-batches whose activations stay in cache (``step_bytes``), runs of
-  similar widths together.
-
-Oracle runs and models the engine cannot batch (BatchNorm, dropout) run one after another, as
-``DropNet.run`` does, with a warning saying why.
+  weights);
+- measuring: every split for all runs in one stacked pass per split, in cache-sized chunks; the
+  pass over the training split also collects the activation statistics the runs score by;
+- ``masked_unsupported_reason``: whether a model can be stacked at all.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import fx, nn
 
 from ..data.splits import DatasetSplits
-from ..errors import ConfigError, TrainingDiverged
-from ..training.hook import TrainFn
 from ..training.lockstep import (
-    LockstepDiverged,
     LockstepUnsupported,
     Stacked,
     StackedNetwork,
@@ -50,12 +35,9 @@ from ..training.lockstep import (
     eval_chunk,
     evaluate_lockstep,
     register_stacker,
-    trace_stackable,
-    train_lockstep,
 )
-from ..training.trainer import TrainResult, resolve_device
-from .dropnet import DropNet, DropNetConfig, DropNetResult
-from .importance import ActivationStats, scores_from_stats
+from .dropnet import DropNet, DropNetConfig
+from .importance import ActivationStats
 from .masks import MaskedNetwork, UnitMask
 
 # Criteria whose scores need a pass over the training data (batched here); the others are cheap.
@@ -66,7 +48,7 @@ BATCHED_CRITERIA = ("activation", "negative_activation", "apoz")
 CPU_STEP_BYTES = 16 * 2**20
 
 
-class LockstepFallback(UserWarning):
+class LockstepFallback(UserWarning):  # raised by pruning.driver
     """Some runs were not batched and ran one after another (the message says why)."""
 
 
@@ -336,18 +318,24 @@ def measure_splits(
 # ------------------------------------------------------------------------------ the driver
 def lockstep_unsupported_reason(model: str | nn.Module, data: DatasetSplits) -> str | None:
     """Why runs of ``model`` (a registry spec, or a module, left untouched) cannot be batched
-    (None if they can). Some ops refuse only when they see their input, so one sample goes
-    through the stack in every input layout and must give the model's own logits."""
+    (None if they can)."""
     if isinstance(model, nn.Module):
         model = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         masked = DropNet(model, data, DropNetConfig(), seed=0).masked
+    return masked_unsupported_reason(masked, data.x_train[:1])
+
+
+def masked_unsupported_reason(masked: MaskedNetwork, x: torch.Tensor) -> str | None:
+    """Why the stacked engine cannot batch ``masked`` (None if it can). Some ops refuse only when
+    they see their input, so sample ``x`` goes through a stack of one in every input layout and
+    must give the model's own logits."""
     if masked.mode_dependent:
         return "the model's forward differs between train and eval mode (two traced graphs)"
     if not masked.plain_output:
         return "the model does not return a single tensor of logits"
-    net = masked.net.eval()
-    x = data.x_train[:1]
+    net = copy.deepcopy(masked.net).cpu().eval()
+    x = x[:1].cpu()
     try:
         stacked = StackedNetwork([net]).eval()
         with torch.no_grad():
@@ -362,247 +350,3 @@ def lockstep_unsupported_reason(model: str | nn.Module, data: DatasetSplits) -> 
         if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
             return f"the stacked forward ({layout} input) does not reproduce the model's logits"
     return None
-
-
-def run_dropnet_lockstep(
-    model: str,
-    data: DatasetSplits,
-    runs: Sequence[tuple[DropNetConfig, int]],
-    *,
-    compact: bool | None = None,
-    order_seed: int | None = None,
-    group_size: int | None = None,
-    step_bytes: int | None = None,
-    on_round: Callable[[DropNet, dict], None] | None = None,
-    on_finish: Callable[[int, DropNetResult], None] | None = None,
-    train_fn: TrainFn | None = None,
-) -> list[DropNetResult]:
-    """Run every ``(config, seed)`` of ``model`` (a registry spec) to its stop rule, as
-    ``DropNet(model, data, config, seed=seed).run()`` would, training the runs as batches.
-
-    Runs with the same training settings form a batch (at most ``group_size`` runs; default all).
-    Each round, a batch trains in sub-batches whose largest activation in a step stays within
-    ``step_bytes`` (default: 16 MiB on CPU, where activations that stay in cache train faster;
-    no limit on GPU), runs of similar widths together. ``compact`` (default: on unless weight decay
-    is on) skips units dropped in every network of a sub-batch; ``compact=True`` with weight decay
-    is a ``ConfigError`` (decay moves dropped weights, which a compacted batch never computes).
-    ``order_seed``: give every run the data order of a run with that seed (one shared order;
-    the first layer becomes one wide product) instead of its own. ``on_round(run, row)`` follows
-    each recorded round, ``on_finish(i, result)`` each finished run (``i`` indexes ``runs``).
-    Results come back in the order of ``runs``. Oracle runs and architectures the engine cannot
-    batch run one after another (``LockstepFallback`` warning). If some runs diverge, the others
-    finish (batched or not) and a ``TrainingDiverged`` error naming them is raised at the end.
-    With a training hook (``train_fn``, which trains each network its own way) or augmented
-    training (``augment``, drawn per network), runs are not batched either (same warning): the
-    runs then are exactly ``DropNet(model, data, config, seed=seed, train_fn=train_fn).run()``.
-    """
-    if group_size is not None and group_size < 1:
-        raise ConfigError(f"group_size must be >= 1, got {group_size}")
-    results: dict[int, DropNetResult] = {}
-    failures: dict[int, str] = {}
-
-    def done(i: int, result: DropNetResult) -> None:
-        results[i] = result
-        if on_finish is not None:
-            on_finish(i, result)
-
-    batched, alone = [], []
-    for i, (cfg, _seed) in enumerate(runs):
-        (alone if cfg.metric == "oracle" else batched).append(i)
-    why_alone = None
-    if train_fn is not None and batched:
-        why_alone = "a training hook (train_fn) trains each network itself"
-    elif any(runs[i][0].train.augment for i in batched):
-        why_alone = "augmented training (augment=true) is not batched"
-    if why_alone is not None:
-        warnings.warn(
-            f"lockstep disabled: {why_alone}; running {len(batched)} runs one after another",
-            LockstepFallback, stacklevel=2,
-        )
-        alone, batched = sorted(alone + batched), []
-    if compact:
-        decayed = [i for i in batched if runs[i][0].train.weight_decay > 0]
-        if decayed:
-            cfg, seed = runs[decayed[0]]
-            raise ConfigError(
-                f"compact=True cannot be used with weight decay (weight_decay="
-                f"{cfg.train.weight_decay} in the {cfg.metric} run with seed {seed}): decay moves "
-                "the weights of dropped units in a separate run, and a compacted batch does not "
-                "compute them; leave compact=None (off with weight decay) or set weight_decay=0"
-            )
-    reason = lockstep_unsupported_reason(model, data) if batched else None
-    if reason is not None:
-        warnings.warn(
-            f"lockstep disabled for {model}: {reason}; running {len(batched)} runs one after "
-            "another", LockstepFallback, stacklevel=2,
-        )
-        alone, batched = sorted(alone + batched), []
-    groups: dict[str, list[int]] = {}
-    for i in batched:
-        groups.setdefault(json.dumps(runs[i][0].train.to_dict(), sort_keys=True), []).append(i)
-    for members in groups.values():
-        size = group_size or len(members)
-        for start in range(0, len(members), size):
-            chunk = members[start : start + size]
-            _run_group(model, data, runs, chunk, compact, order_seed, on_round, done, failures,
-                       step_bytes)
-    for i in alone:
-        cfg, seed = runs[i]
-        try:
-            result = DropNet(model, data, cfg, seed=seed, train_fn=train_fn).run(on_round)
-        except TrainingDiverged as exc:  # the others go on, as in a batch
-            failures[i] = str(exc)
-            continue
-        done(i, result)
-    if failures:
-        first = min(failures)
-        raise TrainingDiverged(
-            f"{len(failures)} DropNet run(s) diverged, e.g. {runs[first][0].metric} seed "
-            f"{runs[first][1]}: {failures[first]}"
-        )
-    return [results[i] for i in range(len(runs))]
-
-
-def _subgroups(
-    group: list[DropNet], elements: int, batch_size: int, budget: int | None,
-    compact: bool,
-) -> list[list[int]]:
-    """Positions of ``group`` split into batches whose largest activation in a training step
-    (``elements`` per sample at full width, scaled by the widest layer's alive fraction when
-    ``compact``) stays within ``budget`` bytes; runs of similar widths go together (they compact
-    better)."""
-    widest = [max(n.masked.remaining_per_layer().values()) if compact else 1.0 for n in group]
-    order = sorted(range(len(group)), key=lambda p: -widest[p])
-    if budget is None:
-        return [order]
-    out: list[list[int]] = []
-    for p in order:  # widest first: a batch's first member sets its widths
-        if out and (len(out[-1]) + 1) * widest[out[-1][0]] * elements * batch_size * 4 <= budget:
-            out[-1].append(p)
-        else:
-            out.append([p])
-    return out
-
-
-def _run_group(
-    model: str,
-    data: DatasetSplits,
-    runs: Sequence[tuple[DropNetConfig, int]],
-    members: list[int],
-    compact: bool | None,
-    order_seed: int | None,
-    on_round: Callable[[DropNet, dict], None] | None,
-    done: Callable[[int, DropNetResult], None],
-    failures: dict[int, str],
-    step_bytes: int | None,
-) -> None:
-    train_cfg = runs[members[0]][0].train
-    device = resolve_device(train_cfg.device)
-    use_compact = compact if compact is not None else train_cfg.weight_decay == 0
-    if step_bytes is None and device.type == "cpu":
-        step_bytes = CPU_STEP_BYTES
-    nets = {i: DropNet(model, data, runs[i][0], seed=runs[i][1]) for i in members}
-    first = nets[members[0]].masked
-    elements = StackedNetwork([first.net]).elements_per_sample(data.x_train[:1])
-    active = list(members)
-    scores: dict[DropNet, dict[str, torch.Tensor]] = {}  # computed in the batch, used by prune_step
-    while active:
-        group = [nets[i] for i in active]
-        for net in group:
-            net.masked.to(device)
-        for sub in _subgroups(group, elements, train_cfg.batch_size, step_bytes, use_compact):
-            _round(
-                [group[p] for p in sub], [active[p] for p in sub], data, use_compact, order_seed,
-                on_round, failures, scores,
-            )
-        still = []
-        for i, net in zip(active, group, strict=True):
-            if i in failures:
-                continue
-            if net.stop_reason is not None or net.prune_step(scores.pop(net, None)) == 0:
-                done(i, net.result())
-            else:
-                still.append(i)
-        active = still
-
-
-def _round(
-    group: list[DropNet],
-    indices: list[int],
-    data: DatasetSplits,
-    use_compact: bool,
-    order_seed: int | None,
-    on_round: Callable[[DropNet, dict], None] | None,
-    failures: dict[int, str],
-    scores: dict[DropNet, dict[str, torch.Tensor]],
-) -> None:
-    """One round of a batch of runs: train together, measure, record, score (not prune)."""
-    train_cfg = group[0].config.train
-    plans = compaction_plan([n.masked for n in group]) if use_compact else [{}] * len(group)
-    modules = [
-        compact_copy(n.masked, p) if p else n.masked.net for n, p in zip(group, plans, strict=True)
-    ]
-    graph = trace_stackable(modules)  # once for training, measuring and scoring
-    seeds = [(n.seed if order_seed is None else order_seed) * 100_003 + n.round for n in group]
-    start = time.perf_counter()
-    try:
-        trained = train_lockstep(modules, data, train_cfg, seeds=seeds, graph=graph)
-    except LockstepDiverged as exc:
-        trained = exc.results
-        for pos, message in exc.failed.items():
-            failures[indices[pos]] = message
-    for net, module, plan in zip(group, modules, plans, strict=True):
-        if plan:
-            expand_into(module, net.masked, plan)
-    seconds = (time.perf_counter() - start) / len(group)
-    ok = [pos for pos, r in enumerate(trained) if r is not None]
-    if ok:
-        _measure_record_score(
-            [group[p] for p in ok], [modules[p] for p in ok], [plans[p] for p in ok],
-            [trained[p] for p in ok], seconds, data, on_round, graph, scores,
-        )
-
-
-def _measure_record_score(
-    group: list[DropNet],
-    modules: list[nn.Module],
-    plans: list[dict[str, torch.Tensor]],
-    trained: list[TrainResult],
-    seconds: float,
-    data: DatasetSplits,
-    on_round: Callable[[DropNet, dict], None] | None,
-    graph: fx.Graph | None,
-    scores: dict[DropNet, dict[str, torch.Tensor]],
-) -> None:
-    """Measure every split of every network in one stacked pass per split (the training-split
-    pass also scores the runs that score by activations over all training samples), record each
-    run's round, and leave scores for the runs that go on (those scoring on their first
-    ``score_samples`` rows get one more stacked pass per sample count)."""
-    scored = [
-        j for j, net in enumerate(group)
-        if net.metric.criterion in BATCHED_CRITERIA and net.config.score_samples is None
-    ]
-    metrics, stats = measure_splits(
-        [net.masked for net in group], data, modules=modules, plans=plans, stats_for=scored,
-        zeros_needed=any(group[j].metric.criterion == "apoz" for j in scored), graph=graph,
-    )
-    wanted: dict[int, list[int]] = {}  # score_samples -> positions
-    for j, net in enumerate(group):
-        row = net.record(trained[j], seconds, metrics[j])
-        if on_round is not None:
-            on_round(net, row)
-        if net.stop_reason is not None or net.metric.criterion not in BATCHED_CRITERIA:
-            continue
-        if j in stats:
-            scores[net] = scores_from_stats(net.metric.criterion, stats[j])
-        else:
-            wanted.setdefault(net.config.score_samples, []).append(j)
-    for samples, chosen in wanted.items():
-        chosen_stats = lockstep_activation_stats(
-            [group[j].masked for j in chosen], data.x_train,
-            modules=[modules[j] for j in chosen], plans=[plans[j] for j in chosen],
-            samples=samples, batch_size=group[chosen[0]].config.train.eval_batch_size,
-            zeros_needed=any(group[j].metric.criterion == "apoz" for j in chosen), graph=graph,
-        )
-        for j, st in zip(chosen, chosen_stats, strict=True):
-            scores[group[j]] = scores_from_stats(group[j].metric.criterion, st)
