@@ -27,7 +27,7 @@ from secateurs.pruning import (
     unit_scores,
     weight_magnitude,
 )
-from secateurs.pruning.lockstep import LockstepFallback, run_dropnet_lockstep
+from secateurs.pruning.driver import LockstepFallback, run_dropnet_lockstep
 from secateurs.pruning.recurrent import RecurrentUnitMask, RecurrentUnits, set_recurrent_score
 from secateurs.training import TrainConfig
 
