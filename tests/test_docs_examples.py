@@ -20,6 +20,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
         "export.md",
         "lockstep.md",
         "pipeline.md",
+        "recurrent.md",
         "training.md",
     ],
 )

@@ -84,8 +84,9 @@ CASES = [
     (um.NestedContainers, vectors, ("blocks.0.lin", "blocks.1.lin"), False),
     (um.Conv1dNet, signals, ("c1", "c2"), False),
     (um.SharedWeightsNet, vectors, ("inp",), False),
-    (um.LSTMClassifier, sequences, ("proj",), False),
-    (um.EmbeddingLSTM, tokens, ("fc",), False),
+    (um.LSTMClassifier, sequences, ("proj", "lstm.l0"), False),
+    (um.EmbeddingLSTM, tokens,
+     ("rnn.l0", "rnn.l0_reverse", "rnn.l1", "rnn.l1_reverse", "fc"), False),
     (um.OptionalLayerNet, vectors, ("fc1",), False),
     (um.ScalarOpsNet, images, ("conv1", "conv2", "conv3"), False),
     (um.SECNN, images, ("conv1", "se.fc1", "se.fc2", "conv2"), False),
@@ -320,8 +321,8 @@ def test_shared_and_unused_layers_are_left_out_with_their_reason():
         MaskedNetwork(um.SharedWeightsNet(), torch.randn(2, 12), layers=["inp", "shared"])
     optional = MaskedNetwork(um.OptionalLayerNet(), torch.randn(2, 12))
     assert optional.skipped["extra"] == "forward does not call it"
-    lstm = MaskedNetwork(um.LSTMClassifier(), torch.randn(2, 8, 6))
-    assert "LSTM hidden units are not prunable" in lstm.skipped["lstm"]
+    lstm = MaskedNetwork(um.EmbeddingLSTM(), torch.randint(0, 20, (2, 7)))
+    assert lstm.layers[:2] == ("rnn.l0", "rnn.l0_reverse")  # recurrent units: docs/recurrent.md
 
 
 def test_depthwise_convolutions_are_coupled_with_their_input_and_removed_together():

@@ -1,6 +1,6 @@
 """The model zoo. Importing this package registers every model."""
 
-from . import dropnet_zoo, resnet, vgg  # noqa: F401  (registration)
+from . import dropnet_zoo, recurrent_zoo, resnet, vgg  # noqa: F401  (registration)
 from .registry import (
     ModelInfo,
     build_model,

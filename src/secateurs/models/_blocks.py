@@ -39,6 +39,10 @@ def pool_or_identity(h: int, w: int) -> tuple[nn.Module, int, int]:
 def as_image_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(input_shape) == 1:
         return (input_shape[0], 1, 1)
+    if len(input_shape) != 3:
+        raise ConfigError(
+            f"this model takes (C, H, W) or (features,) inputs, got {tuple(input_shape)}"
+        )
     return input_shape  # type: ignore[return-value]
 
 

@@ -73,8 +73,10 @@ def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int, **opt
             f"model {name!r} has no option {', '.join(sorted(unknown))}; "
             f"its options are: {', '.join(sorted(info.options)) or 'none'}"
         )
-    if len(input_shape) not in (1, 3):
-        raise ConfigError(f"input shape must be (C, H, W) or (features,), got {tuple(input_shape)}")
+    if len(input_shape) not in (1, 2, 3):
+        raise ConfigError(
+            f"input shape must be (C, H, W), (H, W) or (features,), got {tuple(input_shape)}"
+        )
     if num_classes < 2:
         raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
     model = info.builder(tuple(input_shape), int(num_classes), **spec_options)

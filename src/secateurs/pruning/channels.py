@@ -16,6 +16,11 @@ positions a flatten spread it over). Ops are handled by kind, from one table:
   over other dims: the channel axis moves;
 - a Linear / RNN reading the last dim, a convolution reading dim 1: a consumer whose input
   weights lose the removed channels (``space_of``);
+- what a masked recurrent module returns (``out, (h_n, c_n) = lstm(x)``, ``out, h_n = gru(x)``):
+  the output sequence carries its last layer's units on the last dim; h_n / c_n stack the layers
+  on dim 0, so ``h_n[k]`` (any int, e.g. ``h_n[-1]``) carries one layer's (and direction's) units
+  (with one unidirectional layer, h_n is followed like any tensor: ``h_n.squeeze(0)``); other
+  reads of stacked states are barriers; a bidirectional output is [forward, backward] units;
 - a prunable depthwise convolution: its output channels are its input channels, so it joins the
   producer's channel group (as Torch-Pruning's dependency graph couples them).
 
@@ -328,9 +333,19 @@ def analyse_channel_flow(
     mask_nodes: dict[str, fx.Node],
 ) -> ChannelFlow:
     """Propagate ``Space``s through a shape-annotated masked graph, from every mask onwards."""
+    from .recurrent import RecurrentUnits
+
     flow = ChannelFlow(layers, tails, mask_nodes)
     space: dict[fx.Node, Space] = {}
+    # values a recurrent module returns (its output tuple, the (h_n, c_n) pair, stacked states)
+    recurrent: dict[fx.Node, tuple[str, RecurrentUnits]] = {}
+    recurrent_layers = set()
     for x in layers:
+        if mask_nodes[x].op == "call_module" and isinstance(
+            gm.get_submodule(str(mask_nodes[x].target)), RecurrentUnits
+        ):
+            recurrent_layers.add(x)  # seeded where the module's outputs are read
+            continue
         shape = shape_of(mask_nodes[x])
         dim = 1 if unit_dim(gm.get_submodule(x)) == 1 else len(shape) - 1
         space[mask_nodes[x]] = Space(dim, ((x, int(shape[dim])),))
@@ -344,6 +359,8 @@ def analyse_channel_flow(
                 flow.block(layer, why)
 
     for x in layers:
+        if x in recurrent_layers:
+            continue
         if is_grouped(gm.get_submodule(x)):
             flow.block(x, f"{x!r} is a grouped convolution: its channels can only go group by group")
 
@@ -352,11 +369,27 @@ def analyse_channel_flow(
             continue
         tracked = [a for a in node.all_input_nodes if a in space]
         module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
+        name = str(node.target)
+        if isinstance(module, RecurrentUnits):  # masked recurrent module: a consumer of its input
+            recurrent[node] = ("call", module)
+            name, module = module.rnn_name, module.rnn
+        from_recurrent = [a for a in node.all_input_nodes if a in recurrent]
+        if from_recurrent:
+            result = _recurrent_value(node, recurrent, space, flow)
+            if isinstance(result, Space):
+                space[node] = result
+            elif isinstance(result, tuple):
+                recurrent[node] = result
+            else:
+                for a in from_recurrent:
+                    for layer in _recurrent_layers(recurrent[a][1], flow):
+                        flow.block(layer, result)
+                block_all([space[a] for a in tracked], result)
+            continue
         kind = consumer_kind(module) if module is not None else None
         if kind is not None:
             first = node.args[0] if node.args else None
             src = space.get(first) if isinstance(first, fx.Node) else None
-            name = str(node.target)
             consumer_calls.setdefault(name, []).append(src)
             others = [a for a in tracked if a is not first]
             block_all([space[a] for a in others], f"{node.format_node()} reads them as a weight")
@@ -413,6 +446,50 @@ def analyse_channel_flow(
         elif calls[0] is not None:
             flow.space_of[name] = calls[0]
     return flow
+
+
+def _recurrent_layers(wrapper, flow: ChannelFlow) -> list[str | None]:
+    """The prunable layer of each layer and direction of a masked recurrent module, in h_n order
+    (None: not prunable)."""
+    from .recurrent import layer_names
+
+    return [x if x in flow.layers else None for x in layer_names(wrapper.rnn_name, wrapper.rnn)]
+
+
+def _recurrent_value(node: fx.Node, recurrent: dict, space: dict, flow: ChannelFlow):
+    """What ``node`` makes of a value a masked recurrent module returned: a ``Space`` (the output
+    sequence, one layer's states), another such value (the (h_n, c_n) pair, stacked states), or
+    why export cannot follow it (str)."""
+    sources = [a for a in node.all_input_nodes if a in recurrent]
+    kind, wrapper = recurrent[sources[0]]
+    layers = _recurrent_layers(wrapper, flow)
+    width = wrapper.rnn.hidden_size
+
+    def layer_space(k: int) -> Space:
+        return Space(2, ((layers[k], width),))
+
+    if node.op == "output":
+        return "its channels are a network output"
+    getitem = node.op == "call_function" and node.target is operator.getitem and len(sources) == 1
+    if not getitem or node.args[0] is not sources[0]:
+        return f"{node.format_node()} reads the states of {wrapper.rnn_name!r} (not followed)"
+    index = node.args[1]
+    if kind in ("call", "pair") and isinstance(index, int):
+        if kind == "call" and index % 2 == 0:  # the output: [forward units, backward units]
+            count = 2 if wrapper.rnn.bidirectional else 1
+            return Space(2, tuple((x, width) for x in layers[len(layers) - count:]))
+        if kind == "call" and isinstance(wrapper.rnn, nn.LSTM):
+            return ("pair", wrapper)
+        # h_n or c_n: (layers, batch, units); one layer: an ordinary space along the last dim
+        return layer_space(0) if len(layers) == 1 else ("stack", wrapper)
+    if kind == "stack":
+        first = index[0] if isinstance(index, tuple) and index else index
+        if isinstance(first, int) and not isinstance(first, bool):
+            k = first % len(layers)
+            return _propagate(node, None, {**space, node.args[0]: layer_space(k)},
+                              [node.args[0]], flow)
+    return (f"{node.format_node()} reads the stacked states of {wrapper.rnn_name!r} (index them "
+            "by layer, e.g. h_n[-1])")
 
 
 def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelFlow):

@@ -4,7 +4,8 @@ MACs per input sample are half the floating-point operations that PyTorch's own
 ``torch.utils.flop_counter.FlopCounterMode`` counts for one forward pass in eval mode (matrix
 products and convolutions of every kind: Linear, Conv1d/2d/3d, ConvTranspose, grouped and
 depthwise convolutions, GRU / RNN cells, attention), plus LSTMs, whose fused kernel the counter
-does not see: 4 x hidden x (input + hidden) per step, layer and direction. Elementwise ops,
+does not see: 4 x hidden x (input + hidden) per step, layer and direction (also for a masked
+LSTM, whose ``RecurrentUnits`` runs the same products layer by layer). Elementwise ops,
 normalisation and pooling are not counted. Parameters are all of the module's parameters
 (weights, biases, normalisation affine terms; shared ones once), not buffers.
 """
@@ -66,12 +67,18 @@ def measure(module: nn.Module, example_input: torch.Tensor):
     extra = [0]
     handles = []
     if not _counter_sees_lstm():
+        from .recurrent import RecurrentUnits
+
+        def count(mod, inputs, _out) -> None:
+            lstm = mod.rnn if isinstance(mod, RecurrentUnits) else mod
+            extra[0] += _lstm_macs(lstm, inputs, batch)
+
         for m in module.modules():
-            if isinstance(m, nn.LSTM):
-                handles.append(m.register_forward_hook(
-                    lambda mod, inputs, _out: extra.__setitem__(
-                        0, extra[0] + _lstm_macs(mod, inputs, batch))
-                ))
+            # a masked LSTM (RecurrentUnits) runs its layers without calling the LSTM module
+            if isinstance(m, nn.LSTM) or (
+                isinstance(m, RecurrentUnits) and isinstance(m.rnn, nn.LSTM)
+            ):
+                handles.append(m.register_forward_hook(count))
     try:
         with FlopCounterMode(display=False) as counter:
             output = _run_eval(module, example_input)

@@ -9,6 +9,10 @@ A layer of a prunable type (``layers.PRUNABLE``) is prunable unless:
   weighted layer (``layers.WEIGHTED``, or a functional linear / convolution / matmul). Heads,
   however many and wherever they are defined, are never pruned.
 
+Recurrent modules (``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN``) follow the same rules and give one
+prunable layer per layer and direction of the module (``lstm.l0``, ``lstm.l0_reverse``,
+``lstm.l1``; see ``recurrent``); a forward that passes them its own initial state is refused.
+
 Models may still declare ``prunable_layers``; those are checked against the same rules.
 """
 
@@ -24,6 +28,7 @@ from torch import fx, nn
 from ..errors import ConfigError
 from .channels import SHAPE_METHODS
 from .layers import PRUNABLE, WEIGHTED, prunable_refusal
+from .recurrent import call_refusal, is_recurrent, layer_names, resolve
 
 _WEIGHTED_FUNCTIONS = {
     F.linear, F.bilinear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
@@ -85,7 +90,12 @@ def reaches_output(start: fx.Node, gm: fx.GraphModule) -> bool:
 
 def refusal(name: str, module: nn.Module | None, graphs: list[fx.GraphModule]) -> str | None:
     """Why layer ``name`` cannot be prunable in a model traced as ``graphs`` (eval graph first;
-    the train graph too if it differs); None if it can."""
+    the train graph too if it differs); None if it can. ``name`` may name a recurrent layer
+    (``lstm.l0``): the rules then apply to its module."""
+    if module is None and graphs:
+        found = resolve(graphs[0], name)
+        if found is not None:
+            name, module = found[0], found[1]
     why = prunable_refusal(module)
     if why is not None:
         return why
@@ -113,6 +123,10 @@ def refusal(name: str, module: nn.Module | None, graphs: list[fx.GraphModule]) -
                 f"it is an output layer: its output reaches the model's output{mode} without "
                 "passing through another weighted layer"
             )
+        if is_recurrent(module):
+            why = call_refusal(nodes[0])
+            if why is not None:
+                return why
     return None
 
 
@@ -121,18 +135,21 @@ def discover(model: nn.Module, graphs: list[fx.GraphModule]) -> Discovery:
     in the order the forward calls them."""
     order = {str(n.target): i for i, n in enumerate(graphs[0].graph.nodes) if n.op == "call_module"}
     layers, skipped = [], {}
+    rank: dict[str, float] = {}
     for name, module in model.named_modules():
-        if not isinstance(module, PRUNABLE):
+        if not isinstance(module, (*PRUNABLE, nn.RNNBase)):
             continue
         why = refusal(name, module, graphs)
-        if why is None:
-            layers.append(name)
-        else:
+        if why is not None:
             skipped[name] = why
-    for name, module in model.named_modules():
-        if isinstance(module, nn.RNNBase):
-            skipped.setdefault(name, prunable_refusal(module) or "")
-    layers.sort(key=lambda n: order.get(n, len(order)))
+        elif is_recurrent(module):
+            names = layer_names(name, module)
+            for j, layer in enumerate(names):
+                layers.append(layer)
+                rank[layer] = order.get(name, len(order)) + j / (len(names) + 1)
+        else:
+            layers.append(name)
+    layers.sort(key=lambda n: rank.get(n, order.get(n, len(order))))
     return Discovery(tuple(layers), skipped)
 
 
@@ -151,6 +168,6 @@ def check_declared(model: nn.Module, layers: tuple[str, ...], graphs: list[fx.Gr
 def no_layers_error(model: nn.Module, found: Discovery) -> ConfigError:
     reasons = "; ".join(f"{k}: {v}" for k, v in list(found.skipped.items())[:4])
     return ConfigError(
-        f"{type(model).__name__} has no prunable layer (a {'/'.join(('Linear', 'Conv'))} layer "
+        f"{type(model).__name__} has no prunable layer (a Linear/Conv/LSTM/GRU/RNN layer "
         f"called once whose output feeds another weighted layer){'; ' + reasons if reasons else ''}"
     )

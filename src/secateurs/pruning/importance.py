@@ -33,7 +33,9 @@ def activation_stats(
 
     Hooks read each UnitMask's output, so "post-activation" is exactly what the next layer sees:
     after the non-linearity (and BatchNorm, where it comes first) and after the mask, so a dropped
-    unit scores 0. Uses the first ``samples`` rows of ``x`` (all by default), in eval mode.
+    unit scores 0. A recurrent layer's mask sees its (N, time, units) output sequence: its units
+    score the mean over samples and time steps of |h_t| (``recurrent.set_recurrent_score``
+    switches to |time mean| per sample, the convolutional rule). Uses the first ``samples`` rows of ``x`` (all by default), in eval mode.
     """
     if samples is not None:
         x = x[:samples]
@@ -50,7 +52,10 @@ def activation_stats(
             if masks[layer].dim == -1 and out.dim() > 2:  # a per-token Linear: units last
                 out = out.movedim(-1, 1)
             flat = out.flatten(2) if out.dim() > 2 else out.unsqueeze(2)  # (N, C, positions)
-            sums[layer] += flat.mean(2).abs().sum(0).double()
+            if getattr(masks[layer], "score", None) == "abs_mean":  # recurrent: mean |h_t|
+                sums[layer] += flat.abs().mean(2).sum(0).double()
+            else:
+                sums[layer] += flat.mean(2).abs().sum(0).double()
             zeros[layer] += (flat == 0).sum((0, 2)).double()
             positions[layer] = flat.shape[2]
 
@@ -74,9 +79,15 @@ def activation_stats(
 
 def weight_magnitude(masked: MaskedNetwork) -> dict[str, torch.Tensor]:
     """L1 norm of each unit's incoming weights (Li et al. 2017)."""
+    from .recurrent import incoming_l1, resolve
+
     modules = dict(masked.named_modules())
     out = {}
     for layer in masked.layers:
+        found = resolve(masked.net, layer)
+        if found is not None:  # every gate's rows, input and recurrent weights
+            out[layer] = incoming_l1(found[1], found[2], found[3])
+            continue
         module = _find_layer(modules, layer)
         out[layer] = out_weight_rows(module).abs().sum(1).float().cpu()
     return out

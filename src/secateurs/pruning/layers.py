@@ -7,8 +7,10 @@ over tracing, channel flow, export and scoring:
   ConvTranspose1d/2d/3d). A Linear's units are on the **last** dim of its output (it may be
   applied per time step or token), a convolution's on dim 1.
 - ``consumer_kind``: types whose *inputs* can lose channels (the same layers plus the recurrent
-  layers, whose input features are the last dim). Recurrent layers are consumers only: their
-  hidden units are not prunable here; the extension point for that is a ``LayerKind`` for them.
+  layers, whose input features are the last dim).
+- Recurrent layers (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``) also have prunable hidden units, one
+  prunable layer per layer of the module (``lstm.l0``, ``lstm.l1``): their masking, slicing and
+  refusals are in ``recurrent`` (``recurrent_refusal`` is what ``prunable_refusal`` says for them).
 - ``WEIGHTED``: every type that counts as "another weighted layer" for the output-layer rule.
 """
 
@@ -26,7 +28,10 @@ WEIGHTED: tuple[type[nn.Module], ...] = (
     nn.MultiheadAttention, nn.Transformer, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
 )
 PRUNABLE: tuple[type[nn.Module], ...] = (nn.Linear, _ConvNd)
-PRUNABLE_NAMES = "nn.Linear, nn.Conv1d/2d/3d or nn.ConvTranspose1d/2d/3d"
+PRUNABLE_NAMES = (
+    "nn.Linear, nn.Conv1d/2d/3d, nn.ConvTranspose1d/2d/3d, or a layer of an nn.LSTM / nn.GRU / "
+    "nn.RNN (named like lstm.l0)"
+)
 
 
 def _set(module: nn.Module, name: str, dim: int, keep: list[int]) -> None:
@@ -165,9 +170,11 @@ def prunable_refusal(module: nn.Module | None) -> str | None:
         return "it is not a submodule of the model"
     if not isinstance(module, PRUNABLE):
         if isinstance(module, nn.RNNBase):
-            return (
-                f"{type(module).__name__} hidden units are not prunable here (recurrent layers "
-                "only lose input features)"
-            )
+            from .recurrent import is_recurrent, recurrent_refusal
+
+            if not is_recurrent(module):
+                return f"{type(module).__name__} hidden units are not prunable (only nn.LSTM, " \
+                       "nn.GRU and nn.RNN's are)"
+            return recurrent_refusal(module)
         return f"it is a {type(module).__name__}; prunable layers are {PRUNABLE_NAMES}"
     return None

@@ -10,6 +10,9 @@ zero from that point on and its DropNet score (mean |post-activation|) is read a
   traced once per mode; the two graphs share every module (so every weight and mask), and the
   masked network runs the one of its current mode, as the model itself would.
 - **Units**: a Linear's on its output's last dim (per-token layers), a convolution's on dim 1.
+- **Recurrent layers** (``recurrent``): layer k of an ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` called
+  ``lstm`` is the prunable layer ``lstm.l{k}``; its units are masked in the weights (the module's
+  call is replaced by a ``RecurrentUnits`` call), so a dropped unit's h_t is exactly 0.
 - **Outputs**: the traced graph returns what the model returns; ``MaskedNetwork.forward``
   returns the *logits* that training, scoring and evaluation use: the model's output if it is a
   tensor, else its first tensor (a tuple's first element, a dict's first value), or the element
@@ -32,6 +35,14 @@ from ..errors import ConfigError
 from .channels import ChannelFlow, analyse_channel_flow, is_zero_preserving, shape_of
 from .discovery import check_declared, discover, module_calls, no_layers_error
 from .layers import unit_dim, units_of
+from .recurrent import (
+    RECURRENT_ATTR,
+    RecurrentUnitMask,
+    RecurrentUnits,
+    check_input,
+    layer_names,
+    resolve,
+)
 
 __all__ = [
     "MASKS_ATTR", "ChannelFlow", "MaskedNetwork", "UnitMask", "is_zero_preserving",
@@ -223,14 +234,61 @@ def _stateful_targets(gm: fx.GraphModule, chain: list[fx.Node]) -> list[str]:
     return out
 
 
+def _recurrent_wrappers(
+    gm: fx.GraphModule, layers: tuple[str, ...], masks: nn.ModuleDict
+) -> nn.ModuleDict:
+    """One ``RecurrentUnits`` per recurrent module with prunable layers (shared by both graphs)."""
+    wrappers = nn.ModuleDict()
+    for layer in layers:
+        found = resolve(gm, layer)
+        if found is None or _mask_key(found[0]) in wrappers:
+            continue
+        name, rnn = found[0], found[1]
+        unit_masks = []
+        for x in layer_names(name, rnn):
+            if x in layers:
+                unit_masks.append(masks[_mask_key(x)])
+            else:  # a layer the user did not declare prunable: a mask that stays all ones
+                unit_masks.append(RecurrentUnitMask(rnn.hidden_size))
+        wrappers[_mask_key(name)] = RecurrentUnits(name, rnn, unit_masks)
+    return wrappers
+
+
+def _insert_recurrent(
+    gm: fx.GraphModule, wrappers: nn.ModuleDict, layers: tuple[str, ...], calls, tails, mask_nodes
+) -> None:
+    """Replace each recurrent module's call by its ``RecurrentUnits`` call."""
+    for key, wrapper in wrappers.items():
+        nodes = calls.get(wrapper.rnn_name, [])
+        if not nodes:
+            continue
+        (node,) = nodes
+        first = node.args[0] if node.args else None
+        check_input(node, shape_of(first) if isinstance(first, fx.Node) else None)
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_module(f"{RECURRENT_ATTR}.{key}", node.args, node.kwargs)
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        for layer in layer_names(wrapper.rnn_name, wrapper.rnn):
+            if layer in layers:
+                tails[layer] = [new]
+                mask_nodes[layer] = new
+
+
 def _insert_masks(
-    gm: fx.GraphModule, layers: tuple[str, ...]
+    gm: fx.GraphModule, layers: tuple[str, ...], wrappers: nn.ModuleDict | None = None
 ) -> tuple[dict[str, list[fx.Node]], dict[str, fx.Node]]:
-    """Insert a call of each layer's UnitMask (``gm.secateurs_unit_masks``) after its tail."""
+    """Insert a call of each layer's UnitMask (``gm.secateurs_unit_masks``) after its tail, and
+    replace each recurrent module's call by its ``RecurrentUnits`` (``gm.secateurs_recurrent``)."""
     calls = module_calls(gm)
     tails: dict[str, list[fx.Node]] = {}
     mask_nodes: dict[str, fx.Node] = {}
+    if wrappers is not None and len(wrappers):
+        setattr(gm, RECURRENT_ATTR, wrappers)
+        _insert_recurrent(gm, wrappers, layers, calls, tails, mask_nodes)
     for layer in layers:
+        if layer in tails:
+            continue
         nodes = calls.get(layer, [])
         if not nodes:  # a layer the train graph does not call (checked by discovery)
             continue
@@ -288,15 +346,24 @@ class MaskedNetwork(nn.Module):
         for i, g in enumerate(graphs):
             propagate_shapes(g, example_input, training=bool(i))
         masks = nn.ModuleDict()
+        recurrent = set()
         for layer in layers:
+            found = resolve(gm, layer)
+            if found is not None:
+                masks[_mask_key(layer)] = RecurrentUnitMask(found[1].hidden_size)
+                recurrent.add(layer)
+                continue
             module = gm.get_submodule(layer)
             masks[_mask_key(layer)] = UnitMask(units_of(module), unit_dim(module))
+        wrappers = _recurrent_wrappers(gm, layers, masks)
         flows, outputs = [], []
         for i, g in enumerate(graphs):
             setattr(g, MASKS_ATTR, masks)
-            tails, mask_nodes = _insert_masks(g, layers)
+            tails, mask_nodes = _insert_masks(g, layers, wrappers)
             outputs.append(propagate_shapes(g, example_input, training=bool(i)))
             for x, node in mask_nodes.items():
+                if x in recurrent:
+                    continue
                 shape = shape_of(node)
                 dim = 1 if masks[_mask_key(x)].dim == 1 else -1
                 if shape is None or len(shape) < 2 or shape[dim] != units_of(gm.get_submodule(x)):

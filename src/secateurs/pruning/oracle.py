@@ -39,8 +39,14 @@ def removal_losses(
     chunk: int = 64,
     batch_size: int = 1024,
 ) -> torch.Tensor:
-    """Mean training loss with each candidate unit removed alone, one entry per candidate."""
+    """Mean training loss with each candidate unit removed alone, one entry per candidate.
+    (Networks with masked recurrent layers take the one-pass-per-unit loop: ``vmap`` has no
+    batching rule for PyTorch's fused recurrent kernels.)"""
+    from .recurrent import RecurrentUnits
+
     units = candidates(masked) if units is None else units
+    if any(isinstance(m, RecurrentUnits) for m in masked.modules()):
+        return removal_losses_naive(masked, x, y, units).float()
     device = next(masked.parameters()).device
     was_training = masked.training
     masked.eval()

@@ -11,6 +11,10 @@ Rules (see docs/export.md):
   when the tail after that point has an op with f(0) != 0 (Softplus, Sigmoid), a UnitMask stays.
 - Channels whose path to the next layers goes through an op that is not a zero-preserving
   per-channel op (see ``masks.analyse_channel_flow``) are kept and zeroed the same way.
+- A recurrent layer's dropped unit loses its rows in every gate of its layer's weights and
+  biases and its columns in ``weight_hh`` and the next layer's ``weight_ih`` (``recurrent``). The
+  layers of one module share ``hidden_size``: the exported module keeps the largest number of
+  units any of its layers keeps, and pads the others with dropped units zeroed (``zeroed``).
 The export is checked on the example input against the masked network before it is returned.
 """
 
@@ -34,6 +38,7 @@ from .counting import measure
 from .layers import _set as _slice_param
 from .layers import consumer_kind, slice_outputs, zero_outputs
 from .masks import MASKS_ATTR, MaskedNetwork, _mask_key, is_zero_preserving, select_output
+from .recurrent import RECURRENT_ATTR, layer_names, slice_units, zero_units
 
 FORMAT = "secateurs-exported-v1"
 WEIGHTS_FILE = "model.safetensors"
@@ -78,7 +83,7 @@ class ExportResult:
             f"MACs/sample {self.macs_before:,} -> {self.macs:,} "
             f"({_ratio(self.macs_before, self.macs)})"
         )
-        coupled, blocked = [], 0
+        coupled, blocked, padded = [], 0, 0
         for group in self.groups:
             if group[0] in self.kept_because:
                 blocked += sum(len(self.zeroed[x]) for x in group)
@@ -86,6 +91,8 @@ class ExportResult:
             channels = set().union(*(self.zeroed[x] for x in group))
             if len(group) > 1 and channels:
                 coupled.append(f"{group[0]}+{len(group) - 1}: {len(channels)}")
+            elif channels:  # a recurrent layer padded to its module's widest layer
+                padded += len(channels)
         if coupled:
             text += (
                 "; coupled residual channels dropped by only some producers were kept, zeroed in "
@@ -94,7 +101,12 @@ class ExportResult:
         if blocked:
             reasons = "; ".join(r for rs in self.kept_because.values() for r in rs[:1])
             text += f"; kept {blocked} dropped units zeroed that cannot be removed ({reasons})"
-        if not coupled and not blocked:
+        if padded:
+            text += (
+                f"; kept {padded} dropped recurrent units zeroed (the layers of one recurrent "
+                "module share hidden_size: each keeps as many units as its widest layer)"
+            )
+        if not coupled and not blocked and not padded:
             text += "; every dropped unit was removed"
         if self.masked_layers:
             text += f"; a UnitMask stays after {', '.join(self.masked_layers)}"
@@ -145,6 +157,16 @@ def _plan(masked: MaskedNetwork, alive: dict[str, torch.Tensor]) -> _Plan:
             keep[layer] = [i for i in range(masked.widths[layer]) if i not in set(gone)]
             dead = torch.nonzero(~alive[layer]).flatten().tolist()
             zeroed[layer] = sorted(set(dead) - set(gone))
+    for wrapper in getattr(gm, RECURRENT_ATTR, {}).values():
+        # one hidden_size per module: pad layers that keep fewer units with dropped ones (zeroed)
+        names = layer_names(wrapper.rnn_name, wrapper.rnn)
+        width = max(len(keep[x]) if x in keep else wrapper.rnn.hidden_size for x in names)
+        for x in names:
+            extra = removed[x][: width - len(keep[x])] if x in keep else []
+            for y in flow.group_of(x) if extra else ():
+                removed[y] = [i for i in removed[y] if i not in set(extra)]
+                keep[y] = sorted(keep[y] + extra)
+                zeroed[y] = sorted(set(zeroed[y]) | set(extra))
     for layer in masked.layers:
         chain = flow.tails[layer]
         # Zero the last affine BatchNorm of the tail, else the layer itself; what follows in the
@@ -210,6 +232,23 @@ def _max_difference(a, b) -> tuple[float, float]:
     return error, scale
 
 
+def _restore_recurrent(graphs: list[fx.GraphModule]) -> None:
+    """Call the (sliced) recurrent modules themselves again instead of their masked runners."""
+    for g in graphs:
+        if not hasattr(g, RECURRENT_ATTR):
+            continue
+        for node in [n for n in g.graph.nodes if n.op == "call_module"
+                     and str(n.target).startswith(RECURRENT_ATTR + ".")]:
+            wrapper = g.get_submodule(str(node.target))
+            with g.graph.inserting_after(node):
+                new = g.graph.call_module(wrapper.rnn_name, node.args, node.kwargs)
+            node.replace_all_uses_with(new)
+            g.graph.erase_node(node)
+        delattr(g, RECURRENT_ATTR)
+        g.graph.lint()
+        g.recompile()
+
+
 def export_pruned(
     masked: MaskedNetwork,
     example_input: torch.Tensor,
@@ -232,7 +271,20 @@ def export_pruned(
 
     # Modules to slice: output units of prunable layers and their tail BatchNorms, input
     # channels of every consumer reading masked channels; zero what must be zeroed.
+    wrappers = dict(getattr(gm, RECURRENT_ATTR, {}).items())
+    recurrent = {x for w in wrappers.values() for x in layer_names(w.rnn_name, w.rnn)}
+    for wrapper in wrappers.values():
+        rnn = wrapper.rnn
+        names = layer_names(wrapper.rnn_name, rnn)
+        keeps = [plan.keep.get(x, list(range(rnn.hidden_size))) for x in names]
+        if any(len(k) != rnn.hidden_size for k in keeps):
+            slice_units(rnn, keeps)
+        for j, x in enumerate(names):
+            pos = {c: i for i, c in enumerate(keeps[j])}
+            zero_units(rnn, j, [pos[c] for c in plan.zeroed.get(x, [])])
     for layer in work.layers:
+        if layer in recurrent:
+            continue
         keep = plan.keep[layer]
         pos = {c: i for i, c in enumerate(keep)}
         if len(keep) != work.widths[layer]:
@@ -252,6 +304,7 @@ def export_pruned(
             kind = consumer_kind(module)
             kind.slice_inputs(module, space.input_index(keep_of))
 
+    _restore_recurrent(graphs)
     masks_dict = getattr(gm, MASKS_ATTR)
     if plan.masked_layers or not _same_modules(work):
         for g in graphs:
