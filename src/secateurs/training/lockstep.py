@@ -777,7 +777,12 @@ class StackedNetwork(nn.Module):
             nonlocal largest
             largest = max(largest, t[0, 0].numel())
 
-        self.forward(example[:1], "shared", taps={self._module_names[k]: see for k in self.ops})
+        was_training = self.training
+        self.eval()  # train mode would move BatchNorm statistics and draw dropout masks
+        try:
+            self.forward(example[:1], "shared", taps={self._module_names[k]: see for k in self.ops})
+        finally:
+            self.train(was_training)
         return max(largest, int(example[:1].numel()))
 
 
