@@ -22,8 +22,10 @@ What makes a lockstep round cheaper than K separate rounds:
 - on CPU, a round trains in sub-batches whose activations stay in cache (``step_bytes``), runs of
   similar widths together.
 
-Oracle runs and models the engine cannot batch (BatchNorm, dropout) run one after another, as
-``DropNet.run`` does, with a warning saying why.
+Oracle runs and models the engine cannot batch (grouped convolutions, forwards that differ
+between train and eval mode, ...) run one after another, as ``DropNet.run`` does, with a warning
+saying why. BatchNorm is batched and compacted (its per-unit tensors are sliced with their
+layer); models with dropout are batched, not compacted.
 """
 
 from __future__ import annotations

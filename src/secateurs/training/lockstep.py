@@ -18,12 +18,14 @@ optimizer state are sliced), so it costs nothing afterwards.
 
 The results equal K calls of ``train`` up to floating-point reassociation (batched kernels sum in
 another order): see docs/lockstep.md for the tolerances the tests hold. Supported: Linear,
-Conv2d (groups=1, zero padding), pointwise activations, pooling, Flatten, additions and other
-binary ops (``alpha=`` included); more module types can be registered with ``register_stacker``.
-Every model must configure each module alike (stride, slopes, ...). BatchNorm (running
-statistics) and dropout (random masks per network) are not batched: ``LockstepUnsupported`` says
-so, and callers fall back to separate runs. Learning-rate schedules are followed (every network of
-a batch is at the same epoch and step); augmentation (``augment``) is refused.
+Conv2d (groups=1, zero padding), BatchNorm1d/2d/3d (one BatchNorm over the K*C channels of the
+stacked activation: per-network statistics are per-channel statistics), dropout (each network
+draws its own masks from its own generator, seeded per network, at its own activation shape),
+pointwise activations, pooling, Flatten, additions and other binary ops (``alpha=`` included);
+more module types can be registered with ``register_stacker``. Every model must configure each
+module alike (stride, slopes, ...), and a forward must not differ between train and eval mode
+other than in functional dropouts' ``training`` flag. Learning-rate schedules are followed (every
+network of a batch is at the same epoch and step); augmentation (``augment``) is refused.
 """
 
 from __future__ import annotations
