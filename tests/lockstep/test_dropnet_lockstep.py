@@ -167,12 +167,31 @@ def test_record_with_batched_metrics_is_dropnet_record(digits):
     assert net.stop_reason is not None and "kappa" in net.stop_reason
 
 
-def test_a_model_the_engine_cannot_batch_falls_back_to_separate_runs(digits):
-    spec = "vgg11:scale=0.05,hidden=8"
+class Grouped(nn.Module):
+    """A grouped convolution: the engine batches groups=1 only."""
+
+    prunable_layers = ("conv",)
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.pair = nn.Conv2d(4, 4, 3, padding=1, groups=2)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.pair(torch.relu(self.conv(x)))), 1))
+
+
+def test_a_model_the_engine_cannot_batch_falls_back_to_separate_runs(digits, monkeypatch):
+    def build(spec, shape, classes):
+        return Grouped() if spec == "grouped" else original(spec, shape, classes)
+
+    original = dropnet_module.build_model
+    monkeypatch.setattr(dropnet_module, "build_model", build)
     runs = [(config("minimum", until=0.8, epochs=1), s) for s in (0, 1)]
-    with pytest.warns(LockstepFallback, match="BatchNorm"):
-        results = run_dropnet_lockstep(spec, digits, runs)
-    separate = [DropNet(spec, digits, cfg, seed=s).run(lockstep=False) for cfg, s in runs]
+    with pytest.warns(LockstepFallback, match="groups=2"):
+        results = run_dropnet_lockstep("grouped", digits, runs)
+    separate = [DropNet("grouped", digits, cfg, seed=s).run(lockstep=False) for cfg, s in runs]
     for a, b in zip(separate, results, strict=True):  # the very same computation: bit for bit
         assert a.dropped == b.dropped
         for ra, rb in zip(a.rounds, b.rounds, strict=True):

@@ -158,17 +158,35 @@ def test_select_and_write_back_move_the_right_networks():
 @pytest.mark.parametrize(
     "module, match",
     [
-        (nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(108, 2)),
-         "BatchNorm"),
-        (nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.Dropout(0.5), nn.Linear(4, 2)),
-         "dropout"),
+        (nn.Sequential(nn.Conv2d(1, 4, 3, groups=1), nn.Conv2d(4, 4, 3, groups=2)), "groups=2"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.AlphaDropout(0.5), nn.Linear(4, 2)),
+         "AlphaDropout"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)),
+         None),
         (nn.Sequential(nn.Conv2d(1, 4, 3, groups=1, padding_mode="circular"), nn.Flatten()),
          "zero padding"),
     ],
 )
 def test_unsupported_layers_are_refused_with_the_reason(module, match):
+    if match is None:  # BatchNorm over (N, C) is batched (tests/lockstep/test_batchnorm_dropout.py)
+        StackedNetwork([module])
+        return
     with pytest.raises(LockstepUnsupported, match=match):
         StackedNetwork([module])
+
+
+class TrainOnlyBranch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(x) * 2 if self.training else self.fc(x)
+
+
+def test_a_forward_that_differs_between_modes_is_refused():
+    with pytest.raises(LockstepUnsupported, match="differs between train and eval"):
+        StackedNetwork([TrainOnlyBranch()])
 
 
 def test_models_of_different_architectures_are_refused():

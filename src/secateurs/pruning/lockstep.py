@@ -15,6 +15,9 @@ floating-point reassociation in batched kernels (docs/lockstep.md):
 - measuring: every split for all runs in one stacked pass per split, in cache-sized chunks; the
   pass over the training split also collects the activation statistics the runs score by;
 - ``masked_unsupported_reason``: whether a model can be stacked at all.
+
+BatchNorm is batched and compacted (its per-unit tensors are sliced with their layer); models with
+dropout are batched (per-network generators), not compacted.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import fx, nn
+from torch.nn import functional as F
 
 from ..data.splits import DatasetSplits
 from ..training.lockstep import (
@@ -39,6 +43,9 @@ from ..training.lockstep import (
 from .dropnet import DropNet, DropNetConfig
 from .importance import ActivationStats
 from .masks import MaskedNetwork, UnitMask
+
+_DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+_DROPOUT_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d}
 
 # Criteria whose scores need a pass over the training data (batched here); the others are cheap.
 BATCHED_CRITERIA = ("activation", "negative_activation", "apoz")
@@ -79,15 +86,34 @@ def _alive_union(net: MaskedNetwork, group: tuple[str, ...]) -> torch.Tensor:
     return union
 
 
+def has_dropout(net: nn.Module) -> bool:
+    """Whether ``net`` drops activations at random in training (a dropout module with p > 0 or a
+    functional dropout)."""
+    for module in net.modules():
+        if isinstance(module, _DROPOUT_MODULES) and module.p > 0:
+            return True
+    graph = getattr(net, "graph", None)
+    return graph is not None and any(
+        n.op == "call_function" and n.target in _DROPOUT_FUNCTIONS for n in graph.nodes
+    )
+
+
 def needed_widths(nets: Sequence[MaskedNetwork]) -> dict[tuple[str, ...], int]:
     """Per compactable group of layers (a coupled group shares its channels), the largest number
     of units alive in any of ``nets``; groups at full width, whose channels reach an op that
-    channel flow does not understand, or whose tails hold parameters (BatchNorm) are left out."""
+    channel flow does not understand, or whose tails hold state other than per-unit BatchNorm /
+    PReLU tensors are left out. Networks with dropout are not compacted at all: each network
+    draws its masks at its own full width (``training.lockstep.StackedDropout``), which a
+    compacted layer would not have."""
     first = nets[0]
     flow = first.flow
-    widths = {}
+    widths: dict[tuple[str, ...], int] = {}
+    if has_dropout(first.net):
+        return widths
     for group in flow.groups():
-        if flow.barrier_reasons(group[0]) or any(_tail_has_state(first, x) for x in group):
+        if flow.barrier_reasons(group[0]) or any(
+            _unsliceable_tail_state(first, x) for x in group
+        ):
             continue
         width = max(int(_alive_union(net, group).sum()) for net in nets)
         if width < first.widths[group[0]]:
@@ -118,13 +144,34 @@ def compaction_plan(nets: Sequence[MaskedNetwork]) -> list[dict[str, torch.Tenso
     return [plan_for(net, widths) for net in nets]
 
 
-def _tail_has_state(masked: MaskedNetwork, layer: str) -> bool:
+def _has_state(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+
+
+def _per_unit_tail(module: nn.Module) -> tuple[str, ...] | None:
+    """The per-unit tensors (dim 0) of a tail module that compaction slices with its layer, ()
+    for a module whose state is not per unit (PReLU with one slope), None if it cannot."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return ("weight", "bias", "running_mean", "running_var")
+    if isinstance(module, nn.PReLU):
+        return ("weight",) if module.num_parameters > 1 else ()
+    return None
+
+
+def _tail_modules(masked: MaskedNetwork, layer: str) -> list[str]:
+    """Names of the stateful modules in ``layer``'s tail (between the layer and its mask)."""
+    out = []
     for node in masked.flow.tails[layer][1:]:
-        if node.op == "call_module":
-            module = masked.net.get_submodule(str(node.target))
-            if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
-                return True
-    return False
+        if node.op == "call_module" and _has_state(masked.net.get_submodule(str(node.target))):
+            out.append(str(node.target))
+    return out
+
+
+def _unsliceable_tail_state(masked: MaskedNetwork, layer: str) -> bool:
+    return any(
+        _per_unit_tail(masked.net.get_submodule(name)) is None
+        for name in _tail_modules(masked, layer)
+    )
 
 
 def _input_index(masked: MaskedNetwork, plan: dict[str, torch.Tensor], module: str):
@@ -169,6 +216,14 @@ def compact_copy(masked: MaskedNetwork, plan: dict[str, torch.Tensor]) -> nn.Mod
         else:
             module.out_channels = len(index)
         _take(net.get_submodule(mask_names[layer]), "mask", 0, index)
+        for name in _tail_modules(masked, layer):
+            tail = net.get_submodule(name)
+            for tensor in _per_unit_tail(tail) or ():
+                _take(tail, tensor, 0, index)
+            if isinstance(tail, nn.modules.batchnorm._BatchNorm):
+                tail.num_features = len(index)
+            elif isinstance(tail, nn.PReLU) and tail.num_parameters > 1:
+                tail.num_parameters = len(index)
     for name in masked.flow.space_of:
         index = _input_index(masked, plan, name)
         if index is not None:
@@ -183,9 +238,25 @@ def compact_copy(masked: MaskedNetwork, plan: dict[str, torch.Tensor]) -> nn.Mod
 
 @torch.no_grad()
 def expand_into(compact: nn.Module, masked: MaskedNetwork, plan: dict[str, torch.Tensor]) -> None:
-    """Scatter the weights of a ``compact_copy`` back into the full-width ``masked`` network."""
+    """Scatter the weights of a ``compact_copy`` back into the full-width ``masked`` network:
+    sliced layers and their tails' per-unit tensors (BatchNorm's affine parameters and running
+    statistics) at the kept units, every other tensor whole. A dropped unit left out of the plan
+    keeps its BatchNorm running statistics (a separate run would update them from the dropped
+    unit's pre-mask output, which its mask zeroes: they never reach any output)."""
+    sliced_tails = {name: plan[x] for x in plan for name in _tail_modules(masked, x)}
+    masks = set(_mask_module_names(masked).values())
     for name, module in masked.net.named_modules():
         if not isinstance(module, (nn.Linear, nn.Conv2d)):
+            if name in masks or not _has_state(module):
+                continue
+            small = compact.get_submodule(name)
+            per_unit = _per_unit_tail(module) or () if name in sliced_tails else ()
+            for tensor_name, tensor in [*module.named_parameters(recurse=False),
+                                        *module.named_buffers(recurse=False)]:
+                if tensor_name in per_unit:
+                    tensor[sliced_tails[name].to(tensor.device)] = getattr(small, tensor_name)
+                else:  # whole: num_batches_tracked, a BatchNorm nothing compacts, PReLU(1)
+                    tensor.copy_(getattr(small, tensor_name))
             continue
         small = compact.get_submodule(name)
         rows, cols = plan.get(name), _input_index(masked, plan, name)

@@ -18,12 +18,14 @@ optimizer state are sliced), so it costs nothing afterwards.
 
 The results equal K calls of ``train`` up to floating-point reassociation (batched kernels sum in
 another order): see docs/lockstep.md for the tolerances the tests hold. Supported: Linear,
-Conv2d (groups=1, zero padding), pointwise activations, pooling, Flatten, additions and other
-binary ops (``alpha=`` included); more module types can be registered with ``register_stacker``.
-Every model must configure each module alike (stride, slopes, ...). BatchNorm (running
-statistics) and dropout (random masks per network) are not batched: ``LockstepUnsupported`` says
-so, and callers fall back to separate runs. Learning-rate schedules are followed (every network of
-a batch is at the same epoch and step); augmentation (``augment``) is refused.
+Conv2d (groups=1, zero padding), BatchNorm1d/2d/3d (one BatchNorm over the K*C channels of the
+stacked activation: per-network statistics are per-channel statistics), dropout (each network
+draws its own masks from its own generator, seeded per network, at its own activation shape),
+pointwise activations, pooling, Flatten, additions and other binary ops (``alpha=`` included);
+more module types can be registered with ``register_stacker``. Every model must configure each
+module alike (stride, slopes, ...), and a forward must not differ between train and eval mode
+other than in functional dropouts' ``training`` flag. Learning-rate schedules are followed (every
+network of a batch is at the same epoch and step); augmentation (``augment``) is refused.
 """
 
 from __future__ import annotations
@@ -271,13 +273,161 @@ def _flatten(modules: Sequence[nn.Module]) -> StackedOp:
     return StackedFlatten(modules)
 
 
-@register_stacker(nn.Dropout)
-def _dropout(modules: Sequence[nn.Module]) -> StackedOp:
-    if modules[0].p != 0:
-        raise LockstepUnsupported(
-            "dropout draws its own random masks in each run; lockstep cannot reproduce them"
+# -- BatchNorm: K networks' C channels are one BatchNorm over K*C channels ---------------------
+_BN_DIMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
+
+
+class StackedBatchNorm(StackedOp):
+    """K BatchNorms (C channels each) as one over K*C channels of the (B, K*C, ...) view of a
+    ``bk`` activation: a channel's statistics are over samples and positions only, so network
+    j's channel c is channel j*C + c, with its own batch statistics, affine parameters and running
+    statistics (the stacked (K, C) buffers, updated in place through their (K*C,) views).
+    ``num_batches_tracked`` is (K,); with ``momentum=None`` (cumulative average) each network's
+    factor is 1 / its own count."""
+
+    def __init__(self, modules: Sequence[nn.Module]):
+        m = modules[0]
+        super().__init__(
+            modules, ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
         )
-    return StackedPointwise(modules)
+        self.eps, self.momentum = m.eps, m.momentum
+        self.track_running_stats = m.track_running_stats
+        self.dims = next(d for cls, d in _BN_DIMS.items() if isinstance(m, cls))
+        self.kind = type(m).__name__
+
+    def _check(self, t: torch.Tensor, stacked_dims: int) -> None:
+        if t.dim() - stacked_dims not in self.dims:
+            want = " or ".join(f"{d}-d" for d in self.dims)
+            raise LockstepUnsupported(
+                f"lockstep {self.kind} needs {want} inputs per network, got {t.dim() - stacked_dims}-d"
+            )
+
+    def run(self, x: Stacked) -> Stacked:
+        stateless = not self.tensor_names
+        if x.layout == "shared" and stateless:  # the same normalisation for every network
+            self._check(x.t, 0)
+            return Stacked(F.batch_norm(x.t, None, None, None, None, True, 0.0, self.eps), "shared")
+        k = x.t.shape[0 if x.layout == "kb" else 1] if x.layout != "shared" else \
+            getattr(self, self.tensor_names[0]).shape[0]
+        t = x.bk(k)
+        self._check(t, 1)
+        b, c = t.shape[0], t.shape[2]
+        # contiguous: CPU batch_norm on a channels-last tensor (what grouped convolutions write
+        # on CPU) is measured ~70x less accurate (2e-4 against 3e-6 for a channel of mean 3,
+        # deviation 0.05; gradients 25x), which training then amplifies
+        flat = t.reshape(b, k * c, *t.shape[3:]).contiguous()
+        factor = 0.0 if self.momentum is None else self.momentum
+        per_network_factor = None
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                counts = self.num_batches_tracked
+                if bool((counts == counts[0]).all()):
+                    factor = 1.0 / float(counts[0])
+                else:
+                    per_network_factor = 1.0 / counts.double()
+        batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        use_running = (not self.training or self.track_running_stats) and per_network_factor is None
+        rm = self.running_mean.view(-1) if use_running and self.running_mean is not None else None
+        rv = self.running_var.view(-1) if use_running and self.running_var is not None else None
+        w = None if self.weight is None else self.weight.view(-1)
+        bias = None if self.bias is None else self.bias.view(-1)
+        y = F.batch_norm(flat, rm, rv, w, bias, batch_stats, factor, self.eps)
+        if per_network_factor is not None:
+            self._update_running(flat.detach(), per_network_factor, c)
+        return Stacked(y.view(b, k, c, *y.shape[2:]), "bk")
+
+    @torch.no_grad()
+    def _update_running(self, flat: torch.Tensor, factor: torch.Tensor, c: int) -> None:
+        """``momentum=None`` with networks at different counts: each network's own average."""
+        dims = [0, *range(2, flat.dim())]
+        mean = flat.mean(dims).view(-1, c)
+        var = flat.var(dims, unbiased=True).view(-1, c)
+        f = factor.to(mean.dtype).unsqueeze(1)
+        if self.running_mean is not None:
+            self.running_mean.mul_(1 - f).add_(f * mean)
+            self.running_var.mul_(1 - f).add_(f * var)
+
+
+for _cls in _BN_DIMS:
+    register_stacker(_cls)(StackedBatchNorm)
+
+
+# -- Dropout: each network draws its own masks from its own generator ---------------------------
+def dropout_seed(seed: int) -> int:
+    """The seed of a network's dropout generator, derived from its training seed (a separate
+    stream from its data order, which ``seed`` itself seeds)."""
+    return (int(seed) * 6364136223846793005 + 1442695040888963407) % 2**63
+
+
+class DropoutGenerators:
+    """One generator per network of a stack, shared by every dropout op of that network, created
+    on the device of the first tensor drawn for (seeded from ``seeds``). A network's masks depend
+    only on its seed and on its own activations' shapes, never on which networks share its
+    batch."""
+
+    def __init__(self, seeds: Sequence[int]):
+        self.seeds = [int(s) for s in seeds]
+        self._gens: dict[torch.device, list[torch.Generator]] = {}
+
+    def reseed(self, seeds: Sequence[int]) -> None:
+        self.seeds = [int(s) for s in seeds]
+        self._gens = {}
+
+    def select(self, keep: Sequence[int]) -> None:
+        self.seeds = [self.seeds[i] for i in keep]
+        self._gens = {d: [g[i] for i in keep] for d, g in self._gens.items()}
+
+    def for_device(self, device: torch.device) -> list[torch.Generator]:
+        if device not in self._gens:
+            self._gens[device] = [
+                torch.Generator(device=device).manual_seed(dropout_seed(s)) for s in self.seeds
+            ]
+        return self._gens[device]
+
+
+class StackedDropout(StackedOp):
+    """Dropout for K networks: network j's mask is drawn from network j's generator at network
+    j's own activation shape (B, C, ...) (``channelwise``: (B, C, 1, ...), as Dropout1d/2d/3d),
+    so it is the same mask whether the network is stacked alone or with others. ``always``: a
+    functional ``F.dropout(..., training=True)``, active in eval mode too."""
+
+    def __init__(self, modules: Sequence[nn.Module], p: float, channelwise: bool = False,
+                 always: bool = False):
+        super().__init__(modules)
+        self.p, self.channelwise, self.always = float(p), channelwise, always
+        self.generators: DropoutGenerators | None = None  # set by StackedNetwork
+
+    def run(self, x: Stacked) -> Stacked:
+        if self.p == 0 or not (self.training or self.always):
+            return x
+        gens = self.generators.for_device(x.t.device)
+        k = len(gens)
+        t = x.kb(k) if x.layout != "bk" else x.t
+        dim = 0 if x.layout != "bk" else 1
+        per_net = t.select(dim, 0).shape  # (B, C, ...)
+        shape = (*per_net[:2], *(1,) * (len(per_net) - 2)) if self.channelwise else per_net
+        if self.p == 1:
+            noise = torch.zeros((), dtype=t.dtype, device=t.device)
+            return Stacked(t * noise, "kb" if dim == 0 else "bk")
+        masks = [
+            torch.empty(shape, dtype=t.dtype, device=t.device).bernoulli_(1 - self.p, generator=g)
+            for g in gens
+        ]
+        noise = torch.stack(masks, dim).div_(1 - self.p)
+        return Stacked(t * noise, "kb" if dim == 0 else "bk")
+
+
+def _dropout_factory(channelwise: bool):
+    def factory(modules: Sequence[nn.Module]) -> StackedOp:
+        return StackedDropout(modules, modules[0].p, channelwise)
+
+    return factory
+
+
+register_stacker(nn.Dropout)(_dropout_factory(False))
+for _cls in (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d):
+    register_stacker(_cls)(_dropout_factory(True))
 
 
 _POINTWISE_FUNCTIONS = {
@@ -289,6 +439,7 @@ _PER_CHANNEL_FUNCTIONS = {
     F.avg_pool1d, F.adaptive_avg_pool1d,
 }
 _POINTWISE_METHODS = {"relu", "tanh", "sigmoid", "contiguous"}
+_DROPOUT_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d}
 _BINARY = {
     operator.add: torch.add, torch.add: torch.add, operator.sub: torch.sub, torch.sub: torch.sub,
     operator.mul: torch.mul, torch.mul: torch.mul, operator.truediv: torch.div,
@@ -336,16 +487,65 @@ def _trace(model: nn.Module) -> fx.Graph:
         ) from exc
 
 
+FOLLOWS_MODE = "secateurs_dropout_follows_mode"
+
+
+def _trace_in_mode(model: nn.Module, training: bool) -> fx.Graph:
+    modes = {m: m.training for m in model.modules()}
+    model.train(training)
+    try:
+        return _trace(model)
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
+def _node_signature(node: fx.Node, drop_training: bool) -> tuple:
+    kwargs = dict(node.kwargs)
+    args = list(node.args)
+    if drop_training:
+        kwargs.pop("training", None)
+        args = args[:2] + args[3:]
+    return node.op, str(node.target), str(args), str(kwargs), node.name
+
+
+def _mark_mode_following_dropouts(train: fx.Graph, eval_: fx.Graph) -> None:
+    """A forward whose train and eval graphs differ only in the ``training`` flag of functional
+    dropouts (``F.dropout(x, p, training=self.training)``): mark those dropouts in the train graph
+    as following the stack's mode; any other difference is refused."""
+    a, b = list(train.nodes), list(eval_.nodes)
+    same = len(a) == len(b)
+    marks = []
+    for u, v in zip(a, b, strict=False) if same else ():
+        dropout = u.op == "call_function" and u.target in _DROPOUT_FUNCTIONS
+        if _node_signature(u, dropout) != _node_signature(v, dropout):
+            same = False
+            break
+        if dropout and _node_signature(u, False) != _node_signature(v, False):
+            marks.append(u)
+    if not same:
+        raise LockstepUnsupported(
+            "the model's forward differs between train and eval mode (other than in dropout's "
+            "training flag); lockstep runs one graph in both modes"
+        )
+    for u in marks:
+        u.meta[FOLLOWS_MODE] = True
+
+
 def trace_stackable(models: Sequence[nn.Module]) -> fx.Graph:
-    """The traced graph of ``models[0]``, after checking that every model traces to the same
-    code; pass it to ``StackedNetwork`` (or ``train_lockstep``) to stack these models again
-    without tracing them again."""
+    """The traced graph of ``models[0]`` (in train mode; traced in eval mode too, which must give
+    the same graph up to functional dropouts' ``training`` flag), after checking that every model
+    traces to the same code; pass it to ``StackedNetwork`` (or ``train_lockstep``) to stack these
+    models again without tracing them again."""
     if not models:
         raise ConfigError("lockstep needs at least one model")
-    graph = _trace(models[0])
+    graph = _trace_in_mode(models[0], True)
     code = graph.python_code("self").src
+    eval_graph = _trace_in_mode(models[0], False)
+    if eval_graph.python_code("self").src != code:
+        _mark_mode_following_dropouts(graph, eval_graph)
     for i, m in enumerate(models[1:], 1):
-        if _trace(m).python_code("self").src != code:
+        if _trace_in_mode(m, True).python_code("self").src != code:
             raise ConfigError(f"model {i} does not have the architecture of model 0")
     return graph
 
@@ -401,6 +601,10 @@ class StackedNetwork(nn.Module):
         self._output: fx.Node | None = None
         self._input: fx.Node | None = None
         self.input_layout = "kb"
+        # per-network dropout generators (default seeds: the positions; ``seed_dropout`` sets
+        # each network's own)
+        self.dropout_generators = DropoutGenerators(range(self.k))
+        self.functional_dropouts = nn.ModuleList()  # follows .train()/.eval()
         covered: set[str] = set()
         for node in graph.nodes:
             self._compile(node, models, covered)
@@ -440,14 +644,14 @@ class StackedNetwork(nn.Module):
             if factory is None:
                 raise LockstepUnsupported(
                     f"lockstep cannot batch {type(module).__name__} ({name!r}) exactly"
-                    + ("; BatchNorm keeps running statistics per network"
-                       if isinstance(module, nn.modules.batchnorm._BatchNorm) else "")
                 )
             key = _key(name)
             if key not in self.ops:
                 modules = [m.get_submodule(name) for m in models]
                 _check_same_settings(name, modules)
                 self.ops[key] = factory(modules)
+                if isinstance(self.ops[key], StackedDropout):
+                    self.ops[key].generators = self.dropout_generators
                 self._module_names[key] = name
                 covered.add(name)
                 if isinstance(self.ops[key], StackedConv2d) and self.input_layout == "kb":
@@ -486,6 +690,8 @@ class StackedNetwork(nn.Module):
             return lambda env: (lambda s: Stacked(call(s.t), s.layout))(first_only(env))
         if node.op == "call_function" and target in _PER_CHANNEL_FUNCTIONS:
             return lambda env: _per_channel(lambda t: target(t, *args[1:], **kwargs), first_only(env))
+        if node.op == "call_function" and target in _DROPOUT_FUNCTIONS:
+            return self._functional_dropout(node)
         if (node.op == "call_function" and target is torch.flatten) or (
             node.op == "call_method" and target == "flatten"
         ):
@@ -494,6 +700,30 @@ class StackedNetwork(nn.Module):
                 raise LockstepUnsupported(f"lockstep supports flatten(x, 1) only: {node.format_node()}")
             return lambda env: _flatten_stacked(first_only(env))
         raise LockstepUnsupported(f"lockstep cannot batch {node.format_node()}")
+
+    def _functional_dropout(self, node: fx.Node) -> Callable:
+        """``F.dropout(x, p, training)`` with constant ``p`` and ``training`` (as traced: a
+        ``training=self.training`` is a constant in each traced graph)."""
+        names = ("input", "p", "training", "inplace")
+        given = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
+        if any(isinstance(v, fx.Node) for k, v in given.items() if k != "input"):
+            raise LockstepUnsupported(f"lockstep needs constant dropout settings: {node.format_node()}")
+        p, training = float(given.get("p", 0.5)), bool(given.get("training", True))
+        src = node.args[0] if node.args else node.kwargs["input"]
+        if not training or p == 0:
+            return lambda env: env[src]
+        always = not node.meta.get(FOLLOWS_MODE, False)  # F.dropout(x, p): on in eval mode too
+        op = StackedDropout([], p, node.target is not F.dropout, always=always)
+        op.generators = self.dropout_generators
+        self.functional_dropouts.append(op)
+        return lambda env: op.run(env[src])
+
+    def seed_dropout(self, seeds: Sequence[int]) -> None:
+        """Seed network ``i``'s dropout generator from ``seeds[i]`` (``dropout_seed``): its masks
+        then depend on that seed only, not on the other networks of the stack."""
+        if len(seeds) != self.k:
+            raise ConfigError(f"{self.k} networks but {len(seeds)} dropout seeds")
+        self.dropout_generators.reseed(seeds)
 
     # -- running -------------------------------------------------------------------------
     def forward(
@@ -524,6 +754,7 @@ class StackedNetwork(nn.Module):
         mapping = {}
         for op in self.ops.values():
             mapping.update(op.select(index))
+        self.dropout_generators.select(index.tolist())
         self.k = len(index)
         return mapping
 
@@ -551,7 +782,12 @@ class StackedNetwork(nn.Module):
             nonlocal largest
             largest = max(largest, t[0, 0].numel())
 
-        self.forward(example[:1], "shared", taps={self._module_names[k]: see for k in self.ops})
+        was_training = self.training
+        self.eval()  # train mode would move BatchNorm statistics and draw dropout masks
+        try:
+            self.forward(example[:1], "shared", taps={self._module_names[k]: see for k in self.ops})
+        finally:
+            self.train(was_training)
         return max(largest, int(example[:1].numel()))
 
 
@@ -691,9 +927,11 @@ class LockstepTrainer:
         config: TrainConfig | None = None,
         *,
         graph: fx.Graph | None = None,
+        dropout_seeds: Sequence[int] | None = None,
     ):
         """Network ``i`` is ``models[i]`` with the data order of ``seeds[i]`` (equal seeds for
-        all: one generator, one shared input); ``graph`` as in ``StackedNetwork``."""
+        all: one generator, one shared input) and dropout masks from a generator seeded by
+        ``dropout_seeds[i]`` (default ``seeds[i]``); ``graph`` as in ``StackedNetwork``."""
         self.config = config or TrainConfig()
         if self.config.augment:
             raise LockstepUnsupported(
@@ -716,6 +954,7 @@ class LockstepTrainer:
             for i, (model, gen) in enumerate(zip(models, generators, strict=True))
         ]
         self.stacked: StackedNetwork | None = StackedNetwork(models, graph).to(self.device)
+        self.stacked.seed_dropout(list(dropout_seeds) if dropout_seeds is not None else seeds)
         self.optimizer = _optimizer(self.stacked, self.config)
         self.per_sample = self.stacked.elements_per_sample(self.x_train[:1])
         self.chunk = self._eval_chunk()
@@ -838,12 +1077,15 @@ def train_lockstep(
     progress: bool = False,
     description: str = "lockstep",
     graph: fx.Graph | None = None,
+    dropout_seeds: Sequence[int] | None = None,
 ) -> list[TrainResult]:
     """Train K models of one architecture in place, as ``[train(m, data, config, seed=s)]`` would.
 
     Each model gets the data order of ``seeds[i]``; when all seeds are equal the K networks read
-    the same batches. ``graph``: the traced graph of these models (``StackedNetwork.graph``), to
-    skip tracing them again. Raises ``LockstepUnsupported`` for models it cannot batch exactly, and
+    the same batches. Dropout masks: network ``i`` draws its own from a generator seeded by
+    ``dropout_seeds[i]`` (default ``seeds[i]``), so they do not depend on the other networks
+    (they are not those of ``train``, which draws from torch's global generator). ``graph``: the
+    traced graph of these models (``StackedNetwork.graph``), to skip tracing them again. Raises ``LockstepUnsupported`` for models it cannot batch exactly, and
     ``LockstepDiverged`` (after finishing the others) when some networks' loss became NaN or
     infinite.
     """
@@ -851,7 +1093,11 @@ def train_lockstep(
     seeds = [int(s) for s in seeds]
     if len(seeds) != len(models):
         raise ConfigError(f"{len(models)} models but {len(seeds)} seeds; give one seed per model")
-    trainer = LockstepTrainer(models, seeds, data, config, graph=graph)
+    if dropout_seeds is not None and len(dropout_seeds) != len(models):
+        raise ConfigError(
+            f"{len(models)} models but {len(dropout_seeds)} dropout seeds; give one per model"
+        )
+    trainer = LockstepTrainer(models, seeds, data, config, graph=graph, dropout_seeds=dropout_seeds)
     results: list[TrainResult | None] = [None] * len(models)
     failed: dict[int, str] = {}
     with progress_bar(progress) as bar:
