@@ -11,11 +11,10 @@ import torch
 from secateurs.data import load_dataset
 from secateurs.models import list_models
 from secateurs.pruning import DropNet, DropNetConfig
+from secateurs.pruning.driver import LockstepFallback, run_dropnet_lockstep
 from secateurs.pruning.lockstep import (
-    LockstepFallback,
     _tail_modules,
     lockstep_unsupported_reason,
-    run_dropnet_lockstep,
 )
 from secateurs.training import TrainConfig
 
