@@ -12,6 +12,7 @@ import torch
 from secateurs.errors import ConfigError
 from secateurs.training import TrainConfig, learning_rate, seeded_model, train
 from secateurs.training.lockstep import train_lockstep
+from secateurs.training.trainer import PlainSGD
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -97,13 +98,18 @@ def test_the_trainer_steps_with_the_scheduled_rate(digits, monkeypatch, unit):
     config = TrainConfig(lr=0.2, max_epochs=3, patience=None, batch_size=512,
                          schedule="cosine", warmup_epochs=1, schedule_unit=unit)
     seen = []
-    real_step = torch.optim.SGD.step
 
-    def spy(self, *args, **kwargs):
-        seen.append(self.param_groups[0]["lr"])
-        return real_step(self, *args, **kwargs)
+    def spy_on(cls):  # the trainer may use torch's SGD or its own stateless one
+        real_step = cls.step
 
-    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+        def spy(self, *args, **kwargs):
+            seen.append(self.param_groups[0]["lr"])
+            return real_step(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "step", spy)
+
+    spy_on(torch.optim.SGD)
+    spy_on(PlainSGD)
     model = seeded_model("model-a:widths=8-8", digits, 0)
     train(model, digits, config, progress=False)
     steps = math.ceil(len(digits.y_train) / 512)
