@@ -40,6 +40,34 @@ def machine() -> str:
     )
 
 
+def busy_cores(seconds: float = 2.0) -> float | None:
+    """Cores kept busy by other work while this process sleeps ``seconds`` (from /proc/stat; None
+    where it cannot be read). Unlike the load average, it does not remember the previous
+    benchmark of the same run."""
+    def sample():
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        values = [int(v) for v in fields]
+        return sum(values), values[3] + values[4]  # all, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    spent = total1 - total0
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / spent) if spent else 0.0
+
+
+def idle(busy: float | None) -> str:
+    """A figure taken on a busy machine is not a figure: say which it was."""
+    if busy is None:
+        return "other load unknown"
+    if busy < 0.25:
+        return f"idle: other work kept {busy:.2f} cores busy just before"
+    return f"NOT idle: other work kept {busy:.2f} cores busy just before; these seconds are inflated"
+
+
 def available() -> list[str]:
     return sorted(p.stem[len("bench_") :] for p in HERE.glob("bench_*.py"))
 
@@ -74,12 +102,15 @@ def main() -> int:
 
     for name in names:
         print(f"== {name}", flush=True)
+        busy, load_before = busy_cores(), os.getloadavg()[0]
         start = time.perf_counter()
         module = importlib.import_module(f"benchmarks.bench_{name}")
         section = module.run(quick=args.quick)
-        took = time.perf_counter() - start
+        took, load_after = time.perf_counter() - start, os.getloadavg()[0]
         text = f"{section.rstrip()}\n\nMachine: {machine()}. Benchmark wall time {took:.0f} s"
-        text += " (quick mode)." if args.quick else "."
+        text += " (quick mode)" if args.quick else ""
+        text += (f", measured {time.strftime('%Y-%m-%d')}; load average (1 min) "
+                 f"{load_before:.2f} before, {load_after:.2f} after; {idle(busy)}.")
         print(text, flush=True)
         if not args.quick:
             write_text(RESULTS / f"{name}.md", text + "\n")

@@ -7,9 +7,9 @@ with identical dropped units in every round, the mean agreement of the per-round
 mean and largest test-accuracy difference over all rounds of all runs.
 
 Run with ``python -m benchmarks lockstep`` (CUDA when available), or
-``python -m benchmarks.bench_lockstep --device cuda`` to choose the device. On CPU both sides run
-with one torch thread: on a machine shared with other work, multi-threaded small kernels time
-erratically (measured here: one epoch of Model A took 160 s instead of 3 s under contention).
+``python -m benchmarks.bench_lockstep --device cuda`` to choose the device. Both sides run with the
+default torch threads; measure on an idle machine (multi-threaded small kernels time erratically
+under contention: one epoch of Model A took 160 s instead of 3 s on a shared machine).
 """
 
 from __future__ import annotations
@@ -90,45 +90,49 @@ def study(title: str, model: str, data, metrics, seeds, config: DropNetConfig) -
 
 def run(quick: bool = False, device: str | None = None) -> str:
     device = str(resolve_device(device or os.environ.get("SECATEURS_BENCH_DEVICE", "auto")))
-    threads = torch.get_num_threads()
-    if device == "cpu":
-        torch.set_num_threads(1)
-    try:
-        return _run(quick, device)
-    finally:
-        torch.set_num_threads(threads)
+    return _run(quick, device)
 
 
 def _run(quick: bool, device: str) -> str:
     rows = []
     mnist = load_dataset("mnist", DATASETS / "mnist-test", test_fraction=0.2)
-    a_metrics, a_seeds = (["minimum", "random_layer"], [0, 1]) if quick else (PAPER_METRICS, [0, 1, 2])
+    a_metrics, a_seeds = (["minimum", "random_layer"], [0, 1]) if quick else (PAPER_METRICS, [0, 1])
     a_train = TrainConfig(max_epochs=2, device=device) if quick else TrainConfig(device=device)
-    a_cfg = DropNetConfig(fraction=0.2, until=0.6 if quick else 0.1, train=a_train)
+    a_until = 0.6 if quick else 0.3
+    a_cfg = DropNetConfig(fraction=0.2, until=a_until, train=a_train)
     rows.append(study("Model A (FC40-FC40), MNIST", "model-a", mnist, list(a_metrics), a_seeds,
                       a_cfg))
     gpu = device != "cpu"
-    per_class, epochs, until = (20, 1, 0.7) if quick else ((300, 3, 0.25) if gpu else (50, 2, 0.3))
+    per_class = 20 if quick else (300 if gpu else 200)
+    epochs, rounds = (1, 2) if quick else (2, 3)
     with tempfile.TemporaryDirectory() as tmp:
         cifar = load_dataset(cifar_subset(Path(tmp), per_class))
-    c_cfg = DropNetConfig(fraction=0.2, until=until,
-                          train=TrainConfig(max_epochs=epochs, device=device))
-    c_metrics, c_seeds = (["minimum"], [0, 1]) if quick else (PAPER_METRICS, [0, 1, 2])
-    for name, model in (("Model B (Conv64-64)", "model-b"), ("Model C (64-64-128-128)", "model-c")):
-        rows.append(study(f"{name}, CIFAR-10 subset", model, cifar, list(c_metrics), c_seeds,
-                          c_cfg))
+    # lr 0.01, batch 64: the settings under which docs/lockstep.md measured these models
+    c_cfg = DropNetConfig(
+        fraction=0.2, until=None, max_rounds=rounds - 1,
+        train=TrainConfig(max_epochs=epochs, patience=None, lr=0.01, batch_size=64, device=device),
+    )
+    c_metrics = ["minimum"] if quick else ["minimum", "maximum", "random"]
+    c_seeds = [0] if quick else [0, 1]
+    for name, model, seeds in (
+        ("VGG-11 (scale 0.25)", "vgg11:scale=0.25", c_seeds),
+        ("ResNet-18 (width 16)", "resnet18:width=16", [0]),
+    ):
+        rows.append(study(f"{name}, CIFAR-10 subset", model, cifar, c_metrics, seeds, c_cfg))
     n_cifar = len(cifar.y_train) + len(cifar.y_val) + len(cifar.y_test)
     lines = [
         "## DropNet in lockstep",
         "",
         "One DropNet study per row, run twice in one process: a plain loop of separate runs "
-        "(`DropNet(...).run()` for each metric and seed) and `run_dropnet_lockstep` (the runs "
-        "trained as batched models, units dropped in every network of a batch skipped, every "
+        "(`DropNet(...).run(lockstep=False)` for each metric and seed) and `run_dropnet_lockstep` "
+        "(the one driver's stacked engine: the runs trained as batched models, only units alive "
+        "in some network of a batch computed, round 0 trained once per seed and forked, every "
         "split measured and scored in stacked passes). Equivalence: runs whose dropped units are "
         "identical in every round, mean per-round agreement of the masks (fraction of units with "
         "the same alive/dropped state), mean and largest test-accuracy difference over all rounds "
-        "of all runs (floating-point rounding differs, so long chaotic runs can drift apart; see "
-        "docs/lockstep.md).",
+        "of all runs (floating-point rounding differs, so long chaotic runs can drift apart into "
+        "other, equally valid, choices of units; see docs/lockstep.md, *Equivalence and its "
+        "tolerance*).",
         "",
         "| study | runs | rounds | separate (s) | lockstep (s) | speed-up | CPU s separate "
         "| CPU s lockstep | identical runs | mask agreement | mean / max abs test-acc diff |",
@@ -137,21 +141,22 @@ def _run(quick: bool, device: str) -> str:
     for r in rows:
         lines.append(
             f"| {r['title']} | {r['runs']} | {r['rounds']} | {r['seq']:.1f} | {r['lock']:.1f} "
-            f"| **{r['seq'] / r['lock']:.1f}x** | {r['cpu_seq']:.1f} | {r['cpu_lock']:.1f} "
+            f"| **{r['seq'] / r['lock']:.2f}x** | {r['cpu_seq']:.1f} | {r['cpu_lock']:.1f} "
             f"| {r['identical']}/{r['runs']} | {r['agreement']:.4f} "
             f"| {r['acc_mean']:.4f} / {r['acc_max']:.4f} |"
         )
-    threads = "1 torch thread" if device == "cpu" else f"{torch.get_num_threads()} torch threads"
+    threads = f"{torch.get_num_threads()} torch threads"
     if quick:
         settings = f"Quick mode (few runs, rounds and epochs), device `{device}`, {threads}."
     else:
         settings = (
-            f"Device `{device}`, {threads}. Model A: the six paper metrics x seeds 0-2, "
-            "p = 0.2 down to 10% remaining, the paper's training settings (SGD lr 0.1, batch 32, "
-            "up to 100 epochs, patience 5), the MNIST test set split 80/20 with 10% of train for "
-            "validation. Models B and C: the six paper metrics x seeds 0-2, p = 0.2 "
-            f"down to {until:.0%} remaining, {epochs} epochs per round, {n_cifar} CIFAR-10 (JPEG "
-            "copy) test images split 80/20 (10% of train for validation)."
+            f"Device `{device}`, {threads}. Model A: the six paper metrics x seeds 0-1, "
+            f"p = 0.2 down to {a_until:.0%} remaining, the paper's training settings (SGD lr 0.1, "
+            "batch 32, up to 100 epochs, patience 5), the MNIST test set split 80/20 with 10% of "
+            "train for validation. VGG-11 (minimum, maximum, random x seeds 0-1) and ResNet-18 "
+            f"(the same metrics, seed 0): p = 0.2, {rounds} rounds of {epochs} epochs, SGD lr "
+            f"0.01, batch 64, {n_cifar} CIFAR-10 (JPEG copy) test images split 80/20 (10% of "
+            "train for validation)."
         )
     lines += [
         "",

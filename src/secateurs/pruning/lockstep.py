@@ -31,6 +31,7 @@ from torch import fx, nn
 from torch.nn import functional as F
 
 from ..data.splits import DatasetSplits
+from ..training.fused_chain import Stage
 from ..training.lockstep import (
     LockstepUnsupported,
     Stacked,
@@ -75,6 +76,9 @@ class StackedUnitMask(StackedOp):
         tail = (1,) * (t.dim() - 3)
         shape = (k, 1, units, *tail) if layout == "kb" else (1, k, units, *tail)
         return Stacked(t * self.mask.view(shape), layout)
+
+    def fused_stage(self) -> Stage | None:
+        return Stage("scale", self.mask)
 
 
 # --------------------------------------------------------------------- compacting dead units

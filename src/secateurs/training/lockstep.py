@@ -43,9 +43,10 @@ from torch.nn import functional as F
 from ..data.splits import DatasetSplits
 from ..errors import ConfigError, TrainingDiverged
 from .config import TrainConfig
+from .fused_chain import FusedChain, Stage
 from .progress import progress_bar
 from .schedules import learning_rate, schedule_is_constant, set_learning_rate
-from .trainer import EpochRecord, TrainResult, fast_optimizer, resolve_device
+from .trainer import EpochRecord, PlainSGD, TrainResult, fast_optimizer, resolve_device
 
 LAYOUTS = ("shared", "kb", "bk")
 # Bytes that stacked evaluation may spend on one activation tensor (the chunk size follows):
@@ -113,6 +114,10 @@ class StackedOp(nn.Module):
     def run(self, x: Stacked) -> Stacked:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
 
+    def fused_stage(self) -> Stage | None:
+        """What this op is to ``FusedChain`` (None: not a link it can train by hand)."""
+        return None
+
     def select(self, keep: torch.Tensor) -> dict[nn.Parameter, nn.Parameter]:
         """Keep only the networks at positions ``keep``; returns old -> new parameters."""
         mapping = {}
@@ -172,6 +177,9 @@ class StackedLinear(StackedOp):
         else:
             yt = torch.baddbmm(self.bias.unsqueeze(2), self.weight, xt)
         return Stacked(yt.transpose(1, 2), "kb")
+
+    def fused_stage(self) -> Stage | None:
+        return Stage("linear", self.weight, self.bias)
 
 
 @register_stacker(nn.Conv2d)
@@ -238,6 +246,9 @@ class StackedPointwise(StackedOp):
     def run(self, x: Stacked) -> Stacked:
         return Stacked(self.fn(x.t), x.layout)
 
+    def fused_stage(self) -> Stage | None:
+        return Stage("relu") if type(self.fn) is nn.ReLU else None
+
 
 class StackedPerChannel(StackedPointwise):
     """A parameter-free module acting on each sample and channel on its own (pooling)."""
@@ -249,6 +260,9 @@ class StackedPerChannel(StackedPointwise):
 class StackedFlatten(StackedPointwise):
     def run(self, x: Stacked) -> Stacked:
         return _flatten_stacked(x)
+
+    def fused_stage(self) -> Stage | None:
+        return Stage("flatten")
 
 
 _POINTWISE_MODULES = (
@@ -748,6 +762,23 @@ class StackedNetwork(nn.Module):
                 taps_by_node[node](env[node].kb(self.k))
         return env[self._output].kb(self.k)
 
+    def fused_stages(self) -> list[Stage] | None:
+        """The program as ``FusedChain`` stages if it is a plain chain of ops that each have one
+        (a flatten only before the first layer), else None."""
+        stages: list[Stage] = []
+        previous = self._input
+        for node, _ in self._program:
+            if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+                return None
+            if node.args[0] is not previous or len(previous.users) != 1:
+                return None
+            stage = self.ops[_key(str(node.target))].fused_stage()
+            if stage is None or (stage.kind == "flatten" and stages):
+                return None
+            stages.append(stage)
+            previous = node
+        return stages if previous is self._output else None
+
     def select(self, keep: Sequence[int]) -> dict[nn.Parameter, nn.Parameter]:
         """Keep the networks at positions ``keep`` (in that order); old -> new parameters."""
         index = torch.as_tensor(list(keep), dtype=torch.long)
@@ -919,6 +950,8 @@ class LockstepTrainer:
     the fuller batch saves), so the DropNet driver keeps its rounds in step.
     """
 
+    fused_steps: bool = True  # False: every step through autograd (to compare the two)
+
     def __init__(
         self,
         models: Sequence[nn.Module],
@@ -956,8 +989,17 @@ class LockstepTrainer:
         self.stacked: StackedNetwork | None = StackedNetwork(models, graph).to(self.device)
         self.stacked.seed_dropout(list(dropout_seeds) if dropout_seeds is not None else seeds)
         self.optimizer = _optimizer(self.stacked, self.config)
+        self.fused = self._fused_chain()
         self.per_sample = self.stacked.elements_per_sample(self.x_train[:1])
         self.chunk = self._eval_chunk()
+
+    def _fused_chain(self) -> FusedChain | None:
+        """The hand-written step where it computes what autograd would (see ``fused_chain``)."""
+        if not self.fused_steps or not isinstance(self.optimizer, PlainSGD):
+            return None
+        stages = self.stacked.fused_stages()
+        flat = len(self.x_train.shape) == 2 or (stages and stages[0].kind == "flatten")
+        return FusedChain.of(stages) if flat and self.stacked.input_layout == "kb" else None
 
     def __len__(self) -> int:
         return len(self.members)
@@ -995,23 +1037,23 @@ class LockstepTrainer:
                     self.optimizer, learning_rate(config, epoch_index, step, len(batches))
                 )
             b = len(yb) // (1 if shared else ka)
-            if shared:
-                logits = stacked(xb, "shared")
-                target = yb.repeat(ka)
-            else:
+            if not shared:
                 shape = (ka, b) if layout == "kb" else (b, ka)
                 xb = self.x_train.index_select(0, xb).view(*shape, *sample)
-                logits = stacked(xb, layout)
-                target = yb  # network-major, as the logits are flattened
-            # The sum of per-network mean losses: each network's gradient is its own loss's.
-            # Classes on dim 1, (K, classes, B): the layout the last linear layer writes and the
-            # fast one for log-softmax over few classes.
-            scores = logits.transpose(1, 2)
-            target = target.view(ka, b)
-            losses = F.cross_entropy(scores, target, reduction="none")
-            self.optimizer.zero_grad(set_to_none=True)
-            (losses.sum() / b).backward()
-            self.optimizer.step()
+            # network-major targets, as the logits are flattened
+            target = (yb.repeat(ka) if shared else yb).view(ka, b)
+            if self.fused is not None:
+                lr = self.optimizer.param_groups[0]["lr"]
+                losses, logits = self.fused.step(xb, shared, target, lr)
+            else:
+                logits = stacked(xb, "shared" if shared else layout)
+                # The sum of per-network mean losses: each network's gradient is its own
+                # loss's. Classes on dim 1, (K, classes, B): the layout the last linear layer
+                # writes and the fast one for log-softmax over few classes.
+                losses = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+                self.optimizer.zero_grad(set_to_none=True)
+                (losses.sum() / b).backward()
+                self.optimizer.step()
             losses_seen.append(losses.detach())
             predictions.append(logits.detach().contiguous().argmax(2) == target)  # fast dim
         train_losses = [v / n for v in torch.cat(losses_seen, 1).sum(1).tolist()]
@@ -1062,6 +1104,7 @@ class LockstepTrainer:
                 self.optimizer = _rebuild_optimizer(
                     self.optimizer, stacked, config, mapping, index, ka
                 )
+                self.fused = self._fused_chain()
                 self.chunk = self._eval_chunk()  # fewer networks: larger chunks fit the budget
             else:
                 self.stacked = None
