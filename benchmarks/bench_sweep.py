@@ -37,6 +37,9 @@ from secateurs.training import TrainConfig, train
 from secateurs.training import lockstep as trainer_module
 
 ISSUE_BEFORE_S = 3777  # the same sweep as measured when the speed issue was filed (see BENCHMARKS)
+# this benchmark on this machine, idle, 2026-12-02, before the hand-written step of Linear/ReLU
+# chains (training/fused_chain.py): every step through autograd
+BEFORE_FUSED_S = 634
 
 
 def matmul_rate(threads: int, size: int = 2048, repeats: int = 7, device: str = "cpu") -> float:
@@ -191,6 +194,11 @@ def run(quick: bool = False, device: str = "cpu", dataset: str | None = None) ->
         f"**{separate_est / wall:.1f}x slower** |",
     ]
     if not quick and device == "cpu" and spec == "fashion-mnist":
+        out.append(
+            f"| the same benchmark on this machine (idle) before the hand-written step of "
+            f"Linear/ReLU chains, every step through autograd | {BEFORE_FUSED_S:,} | "
+            f"{BEFORE_FUSED_S / wall:.2f}x slower |"
+        )
         out.append(
             f"| the same sweep when the speed issue was filed (its figure, other work sharing "
             f"the machine for part of it) | {ISSUE_BEFORE_S:,} | {ISSUE_BEFORE_S / wall:.1f}x "

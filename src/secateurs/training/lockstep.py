@@ -1031,6 +1031,8 @@ class LockstepTrainer:
             targets = self.y_train.index_select(0, torch.cat(by_network))
             batches = list(zip(rows, targets.split([len(r) for r in rows]), strict=True))
         epoch_index = members[0].result.epochs  # every member started with the batch
+        # a step's inputs, overwritten by the next step (nothing keeps them past their step)
+        rows_buffer = self.x_train.new_empty((0 if shared else ka * bs, *sample))
         for step, (xb, yb) in enumerate(batches):
             if self.scheduled:
                 set_learning_rate(
@@ -1039,7 +1041,11 @@ class LockstepTrainer:
             b = len(yb) // (1 if shared else ka)
             if not shared:
                 shape = (ka, b) if layout == "kb" else (b, ka)
-                xb = self.x_train.index_select(0, xb).view(*shape, *sample)
+                if len(xb) == len(rows_buffer):  # one buffer for every full step: no allocation
+                    xb = torch.index_select(self.x_train, 0, xb, out=rows_buffer)
+                else:
+                    xb = self.x_train.index_select(0, xb)
+                xb = xb.view(*shape, *sample)
             # network-major targets, as the logits are flattened
             target = (yb.repeat(ka) if shared else yb).view(ka, b)
             if self.fused is not None:
