@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.load import busy_cores, idle
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
@@ -38,34 +40,6 @@ def machine() -> str:
         f"torch {torch.__version__}, {torch.get_num_threads()} torch threads by default (a section "
         "that sets fewer says so)"
     )
-
-
-def busy_cores(seconds: float = 2.0) -> float | None:
-    """Cores kept busy by other work while this process sleeps ``seconds`` (from /proc/stat; None
-    where it cannot be read). Unlike the load average, it does not remember the previous
-    benchmark of the same run."""
-    def sample():
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        values = [int(v) for v in fields]
-        return sum(values), values[3] + values[4]  # all, idle + iowait
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    spent = total1 - total0
-    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / spent) if spent else 0.0
-
-
-def idle(busy: float | None) -> str:
-    """A figure taken on a busy machine is not a figure: say which it was."""
-    if busy is None:
-        return "other load unknown"
-    if busy < 0.25:
-        return f"idle: other work kept {busy:.2f} cores busy just before"
-    return f"NOT idle: other work kept {busy:.2f} cores busy just before; these seconds are inflated"
 
 
 def available() -> list[str]:

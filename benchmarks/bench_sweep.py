@@ -28,6 +28,7 @@ from contextlib import contextmanager
 
 import torch
 
+from benchmarks.load import busy_cores, idle
 from secateurs.data import load_dataset
 from secateurs.experiments import prune_study as study_module
 from secateurs.experiments.prune_study import run_prune_study
@@ -126,15 +127,8 @@ def _plain_epoch_seconds(data, config: TrainConfig, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _idle(load: float, threads: int) -> str:
-    if load < 1.0:
-        return "an idle machine"
-    return (f"NOT idle: other work shared the {os.cpu_count()} cores, so the seconds are inflated "
-            "and are not a figure")
-
-
 def run(quick: bool = False, device: str = "cpu", dataset: str | None = None) -> str:
-    load_before = os.getloadavg()[0]
+    load_before, busy = os.getloadavg()[0], busy_cores()
     threads = torch.get_num_threads()
     rate = matmul_rate(threads, device=device)
     spec, metrics, seeds = ("digits", ["minimum", "random"], [0, 1]) if quick else (
@@ -179,7 +173,7 @@ def run(quick: bool = False, device: str = "cpu", dataset: str | None = None) ->
         f"training settings, device {device}, {threads} torch threads. {len(study.runs)} runs, {len(rows)} rounds, "
         f"{epochs:,} epochs recorded ({trained_epochs:,} trained: round 0 was trained once per "
         f"seed and forked to {forked} runs). Load average (1 min) {load_before:.2f} before the "
-        f"run, {load_after:.2f} after ({_idle(load_before, threads)}). Command: "
+        f"run, {load_after:.2f} after; {idle(busy)}. Command: "
         "`python -m benchmarks sweep`.",
         "",
         "| what | seconds | vs this sweep |",
