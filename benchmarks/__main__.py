@@ -79,7 +79,11 @@ def main() -> int:
         busy, load_before = busy_cores(), os.getloadavg()[0]
         start = time.perf_counter()
         module = importlib.import_module(f"benchmarks.bench_{name}")
-        section = module.run(quick=args.quick)
+        threads = torch.get_num_threads()
+        try:
+            section = module.run(quick=args.quick)
+        finally:  # a benchmark that sets fewer threads must not slow down the next one
+            torch.set_num_threads(threads)
         took, load_after = time.perf_counter() - start, os.getloadavg()[0]
         text = f"{section.rstrip()}\n\nMachine: {machine()}. Benchmark wall time {took:.0f} s"
         text += " (quick mode)" if args.quick else ""
