@@ -116,7 +116,10 @@ def test_other_criteria_reset_policies_and_the_oracle(digits):
 
 @pytest.mark.parametrize("option", ["step_bytes", "momentum", "restore_best"])
 def test_rounds_in_sub_batches_and_stateful_training_reproduce_the_separate_runs(digits, option):
-    train = {"momentum": {"momentum": 0.5, "lr": 0.05}, "restore_best": {"restore_best": True}}
+    # lr 0.02: at 0.05 with momentum (an effective step of 0.1) a one-thread run on some CPUs
+    # is chaotic enough to turn a 1e-7 rounding difference into 1e-4 in three epochs; a lost or
+    # mis-sliced momentum buffer still moves weights by ~1e-3
+    train = {"momentum": {"momentum": 0.5, "lr": 0.02}, "restore_best": {"restore_best": True}}
     kwargs = train.get(option, {})
     runs = [
         (DropNetConfig(metric=m, fraction=0.3, until=0.4,

@@ -55,7 +55,12 @@ def test_fully_connected_training_equals_separate_runs(digits, config):
     assert len(epochs) > 1, "every network stopped at the same epoch: compaction not exercised"
     if config.restore_best:
         assert any(r.best_epoch < r.epochs for _, r in reference), "nothing to restore"
-    assert_same_training(reference, lockstep)
+    # Adam divides by the root of its second moment, so weights whose gradients are near zero
+    # turn rounding differences into whole steps: measured 1.2e-4 after six epochs on an
+    # AVX2-only CPU (4e-6 elsewhere). One Adam step here is ~lr = 1.5e-2: a lost or mis-sliced
+    # moment would still be 15x over 1e-3.
+    atol = 1e-3 if config.optimizer == "adam" else 1e-4
+    assert_same_training(reference, lockstep, weights_atol=atol)
 
 
 def test_shared_data_order_equals_separate_runs_with_that_order(digits):

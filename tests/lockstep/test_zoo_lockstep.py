@@ -34,7 +34,7 @@ TINY = {
 }
 # Zoo models the stacked engine does not batch, and a word of the reason it must give: these fall
 # back to separate runs (with a LockstepFallback warning), which must equal the plain runs exactly.
-NOT_STACKED = {"lstm-a": "recurrent"}
+NOT_STACKED: dict[str, str] = {}
 ZOO = [m.name for m in list_models()]
 # Weights after three steps: a K=1 lockstep run of these VGGs is 1e-8 from the plain run, a K=3
 # batch (grouped kernels, other rounding) up to 3e-4 in a VGG-16's first convs: gradients are

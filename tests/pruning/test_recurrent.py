@@ -328,18 +328,22 @@ def test_zoo_lstm_a_refuses_bad_options():
         build_model("lstm-a", (784,), 10)
 
 
-def test_lockstep_falls_back_to_separate_runs_with_a_warning():
+@pytest.mark.parametrize("spec", ["lstm-a:hidden=6", "lstm-a:hidden=6,cell=gru,layers=2"])
+def test_lockstep_batches_recurrent_runs_as_the_separate_runs(spec):
     data = _sequence_data()
-    cfg = _quick()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        results = run_dropnet_lockstep("lstm-a:hidden=6", data, [(cfg, 0), (cfg, 1)])
-    fallbacks = [w for w in caught if issubclass(w.category, LockstepFallback)]
-    assert len(fallbacks) == 1 and "recurrent" in str(fallbacks[0].message)
-    for seed, result in zip((0, 1), results, strict=True):
-        alone = DropNet("lstm-a:hidden=6", data, cfg, seed=seed).run()
-        assert [r["test_acc"] for r in result.rounds] == [r["test_acc"] for r in alone.rounds]
+    runs = [(_quick(m), s) for m in ("minimum", "maximum") for s in (0, 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LockstepFallback)  # batched, not a fallback
+        results = run_dropnet_lockstep(spec, data, runs)
+    for (cfg, seed), result in zip(runs, results, strict=True):
+        alone = DropNet(spec, data, cfg, seed=seed).run(lockstep=False)
         assert result.dropped == alone.dropped
+        for a, b in zip(alone.rounds, result.rounds, strict=True):
+            assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1e-9)
+            assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-4)
+        for r in alone.weights:
+            for k, want in alone.weights[r].items():
+                assert torch.allclose(result.weights[r][k], want, atol=1e-5), (r, k)
 
 
 # ---------------------------------------------------------------- user-written models

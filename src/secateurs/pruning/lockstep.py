@@ -41,9 +41,11 @@ from ..training.lockstep import (
     evaluate_lockstep,
     register_stacker,
 )
+from ..training.stacked_recurrent import StackedRecurrent
 from .dropnet import DropNet, DropNetConfig
 from .importance import ActivationStats
 from .masks import MaskedNetwork, UnitMask
+from .recurrent import RecurrentUnits, resolve
 
 _DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 _DROPOUT_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d}
@@ -81,6 +83,30 @@ class StackedUnitMask(StackedOp):
         return Stage("scale", self.mask)
 
 
+@register_stacker(RecurrentUnits)
+class StackedRecurrentUnits(StackedRecurrent):
+    """K masked recurrent modules (``RecurrentUnits``): their weights and their layers' unit
+    masks, which the activation taps of the masks see through ``tapped_modules``."""
+
+    def __init__(self, wrappers: Sequence[nn.Module]):
+        super().__init__(
+            [w.rnn for w in wrappers], [[m.mask for m in w.unit_masks] for w in wrappers],
+            [m.score for m in wrappers[0].unit_masks],
+        )
+
+    def owned_modules(self, module: nn.Module) -> list[nn.Module]:
+        return [module.rnn, *module.unit_masks]
+
+    def tapped_modules(self, module: nn.Module) -> list[nn.Module]:
+        return list(module.unit_masks)
+
+    @torch.no_grad()
+    def write_back(self, module: nn.Module, position: int) -> None:
+        super().write_back(module.rnn, position)
+        for j, unit_mask in enumerate(module.unit_masks):
+            unit_mask.mask.copy_(self.unit_mask[position, j])
+
+
 # --------------------------------------------------------------------- compacting dead units
 def _alive_union(net: MaskedNetwork, group: tuple[str, ...]) -> torch.Tensor:
     masks = net.get_masks()
@@ -116,8 +142,8 @@ def needed_widths(nets: Sequence[MaskedNetwork]) -> dict[tuple[str, ...], int]:
         return widths
     for group in flow.groups():
         if flow.barrier_reasons(group[0]) or any(
-            _unsliceable_tail_state(first, x) for x in group
-        ):
+            _unsliceable_tail_state(first, x) or resolve(first.net, x) is not None for x in group
+        ):  # recurrent layers are not compacted: all layers of a module share one width
             continue
         width = max(int(_alive_union(net, group).sum()) for net in nets)
         if width < first.widths[group[0]]:
@@ -286,7 +312,10 @@ class _ActivationTaps:
     def __init__(self, nets: Sequence[MaskedNetwork], stacked: StackedNetwork, zeros_needed: bool):
         device = next(stacked.parameters()).device
         self.names = _mask_module_names(nets[0])
-        widths = {x: stacked.ops[_op_key(n)].mask.shape[1] for x, n in self.names.items()}
+        widths = {  # a recurrent layer's mask lives inside its module's op, never compacted
+            x: stacked.ops[_op_key(n)].mask.shape[1] if _op_key(n) in stacked.ops
+            else nets[0].widths[x] for x, n in self.names.items()
+        }
         k = stacked.k
         self.sums = {x: torch.zeros(k, w, dtype=torch.float64, device=device) for x, w in widths.items()}
         self.zeros = {x: torch.zeros(k, w, dtype=torch.float64, device=device) for x, w in widths.items()}
