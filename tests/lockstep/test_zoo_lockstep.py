@@ -11,6 +11,7 @@ import torch
 from secateurs.data import load_dataset
 from secateurs.models import list_models
 from secateurs.pruning import DropNet, DropNetConfig
+from secateurs.pruning import lockstep as pruning_lockstep
 from secateurs.pruning.driver import LockstepFallback, run_dropnet_lockstep
 from secateurs.pruning.lockstep import (
     _tail_modules,
@@ -76,8 +77,10 @@ def frozen_channels(spec, data, result, round_) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("name", ZOO)
-def test_a_lockstep_batch_of_every_zoo_model_equals_separate_runs(name, cifar_shaped):
+def test_a_lockstep_batch_of_every_zoo_model_equals_separate_runs(name, cifar_shaped, monkeypatch):
     spec = spec_of(name)
+    # recurrent models: batched here although the CPU driver would run them separately (faster)
+    monkeypatch.setattr(pruning_lockstep, "BATCH_RECURRENT_ON_CPU", True)
     # A small learning rate: narrower VGGs (scale 0.05) have ReLUs dead on every sample, whose
     # exact-zero scores tie, and a ResNet-18 at lr 0.02 is chaotic (BatchNorm over 4 channels:
     # a 1e-7 perturbation of a separate run moves its scores by 2%); either makes a rounding

@@ -20,6 +20,7 @@ from secateurs.pruning import (
     DropNetConfig,
     MaskedNetwork,
     count_params_macs,
+    driver,
     export_pruned,
     implied_params_macs,
     load_exported,
@@ -27,9 +28,11 @@ from secateurs.pruning import (
     unit_scores,
     weight_magnitude,
 )
+from secateurs.pruning import lockstep as pruning_lockstep
 from secateurs.pruning.driver import LockstepFallback, run_dropnet_lockstep
 from secateurs.pruning.recurrent import RecurrentUnitMask, RecurrentUnits, set_recurrent_score
 from secateurs.training import TrainConfig
+from secateurs.training.lockstep import train_lockstep
 
 FEATURES, HIDDEN, STEPS, CLASSES = 5, 7, 6, 3
 CELLS = [(nn.LSTM, None), (nn.GRU, None), (nn.RNN, "tanh"), (nn.RNN, "relu")]
@@ -329,7 +332,11 @@ def test_zoo_lstm_a_refuses_bad_options():
 
 
 @pytest.mark.parametrize("spec", ["lstm-a:hidden=6", "lstm-a:hidden=6,cell=gru,layers=2"])
-def test_lockstep_batches_recurrent_runs_as_the_separate_runs(spec):
+def test_lockstep_batches_recurrent_runs_as_the_separate_runs(spec, monkeypatch):
+    monkeypatch.setattr(pruning_lockstep, "BATCH_RECURRENT_ON_CPU", True)
+    calls = []
+    monkeypatch.setattr(driver, "train_lockstep",
+                        lambda *a, **k: calls.append(1) or train_lockstep(*a, **k))
     data = _sequence_data()
     runs = [(_quick(m), s) for m in ("minimum", "maximum") for s in (0, 1)]
     with warnings.catch_warnings():
@@ -344,6 +351,22 @@ def test_lockstep_batches_recurrent_runs_as_the_separate_runs(spec):
         for r in alone.weights:
             for k, want in alone.weights[r].items():
                 assert torch.allclose(result.weights[r][k], want, atol=1e-5), (r, k)
+    assert calls, "the stacked engine did not train them"
+
+
+def test_on_cpu_recurrent_runs_train_separately_by_choice_without_a_warning(monkeypatch):
+    calls = []
+    monkeypatch.setattr(driver, "train_lockstep", lambda *a, **k: calls.append(1))
+    data = _sequence_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LockstepFallback)
+        run_dropnet_lockstep("lstm-a:hidden=6", data, [(_quick(), 0), (_quick("maximum"), 0)])
+    assert not calls
+    masked = DropNet("lstm-a:hidden=6", data, _quick(), seed=0).masked
+    assert "recurrent" in pruning_lockstep.separate_is_faster(masked, torch.device("cpu"))
+    assert pruning_lockstep.separate_is_faster(masked, torch.device("cuda")) is None
+
+
 
 
 # ---------------------------------------------------------------- user-written models

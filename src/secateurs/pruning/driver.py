@@ -46,6 +46,7 @@ from .lockstep import (
     expand_into,
     masked_unsupported_reason,
     measure_splits,
+    separate_is_faster,
 )
 
 SPLIT_KEYS = tuple(f"{s}_{m}" for s in ("train", "val", "test") for m in ("loss", "acc"))
@@ -168,10 +169,10 @@ def _stackable(runs: list[DropNet], lockstep: bool) -> set[int]:
             key = _architecture(run)
             if key not in reasons:
                 reasons[key] = masked_unsupported_reason(run.masked, run.data.x_train[:1])
-            if reasons[key] is None:
-                out.add(i)
-            else:
+            if reasons[key] is not None:
                 why[i] = reasons[key]
+            elif separate_is_faster(run.masked, resolve_device(run.config.train.device)) is None:
+                out.add(i)  # (else: batched exactly but measured slower; a choice, no warning)
     if len(runs) > 1 and why:
         reason = next(iter(why.values()))
         warnings.warn(

@@ -420,6 +420,23 @@ def measure_splits(
 
 
 # ------------------------------------------------------------------------------ the driver
+# Recurrent models are stacked exactly (``training.stacked_recurrent``), but on CPU PyTorch's own
+# LSTM kernel trains one network faster than a batch of K runs its share: measured 0.40x (K=1),
+# 0.71x (K=6), 0.80x (K=30) for lstm-a (BENCHMARKS.md, "lockstep"), as the batched time loop
+# saves only dispatch overhead that PyTorch's C++ loop does not have. So the driver runs them
+# one after another on CPU unless this is set; on CUDA they are batched.
+BATCH_RECURRENT_ON_CPU = False
+
+
+def separate_is_faster(masked: MaskedNetwork, device: torch.device) -> str | None:
+    """Why separate runs of ``masked`` are faster than a stacked batch on ``device`` (None when
+    the stacked engine is the faster one)."""
+    recurrent = [x for x in masked.layers if resolve(masked.net, x) is not None]
+    if recurrent and torch.device(device).type == "cpu" and not BATCH_RECURRENT_ON_CPU:
+        return f"recurrent layers ({recurrent[0]}) train faster in PyTorch's own kernel on CPU"
+    return None
+
+
 def lockstep_unsupported_reason(model: str | nn.Module, data: DatasetSplits) -> str | None:
     """Why runs of ``model`` (a registry spec, or a module, left untouched) cannot be batched
     (None if they can)."""

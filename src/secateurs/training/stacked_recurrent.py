@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from .recurrence import GRUSequence, LSTMSequence, RNNSequence
 from .stacked_ops import LockstepUnsupported, Stacked, StackedOp, register_stacker
 
 _FORWARDS = (nn.LSTM.forward, nn.GRU.forward, nn.RNN.forward)
@@ -154,43 +154,20 @@ class StackedRecurrent(StackedOp):
         """One layer and direction over a time-major (K, T, B, F) sequence: (K, T, B, H)
         outputs, the last h and (LSTM) c."""
         k, steps, batch, features = seq.shape
-        h_size = self.hidden
         flat = seq.reshape(k, steps * batch, features)
         if b_ih is None:
             xw = torch.bmm(flat, w_ih.transpose(1, 2))
         else:  # b_hh joins the projection except for GRU, whose new gate scales W_hh h + b_hn
             bias = b_ih if self.mode == "GRU" else b_ih + b_hh
             xw = torch.baddbmm(bias.unsqueeze(1), flat, w_ih.transpose(1, 2))
-        xw = xw.view(k, steps, batch, -1)
-        w_hh_t = w_hh.transpose(1, 2)
-        order = range(steps - 1, -1, -1) if reverse else range(steps)
-        h = c = None
-        outs: list[torch.Tensor] = [None] * steps  # type: ignore[list-item]
-        for step in order:
-            x_t = xw[:, step]
-            if self.mode == "LSTM":
-                gates = x_t if h is None else torch.baddbmm(x_t, h, w_hh_t)
-                s = torch.sigmoid(gates)
-                i, f, o = s[..., :h_size], s[..., h_size:2 * h_size], s[..., 3 * h_size:]
-                g = torch.tanh(gates[..., 2 * h_size:3 * h_size])
-                c = i * g if c is None else torch.addcmul(f * c, i, g)
-                h = o * torch.tanh(c)
-            elif self.mode == "GRU":
-                if h is None:
-                    hw = (b_hh.unsqueeze(1) if b_hh is not None else x_t.new_zeros(())) \
-                        .expand(k, batch, 3 * h_size)
-                else:
-                    hw = torch.bmm(h, w_hh_t) if b_hh is None else \
-                        torch.baddbmm(b_hh.unsqueeze(1), h, w_hh_t)
-                rz = torch.sigmoid(x_t[..., :2 * h_size] + hw[..., :2 * h_size])
-                r, z = rz[..., :h_size], rz[..., h_size:]
-                n = torch.tanh(torch.addcmul(x_t[..., 2 * h_size:], r, hw[..., 2 * h_size:]))
-                h = n - z * n if h is None else torch.addcmul(n, h - n, z)
-            else:
-                pre = x_t if h is None else torch.baddbmm(x_t, h, w_hh_t)
-                h = torch.tanh(pre) if self.mode == "tanh" else F.relu(pre)
-            outs[step] = h
-        return torch.stack(outs, 1), h, c
+        xw = xw.view(k, steps, batch, -1).transpose(0, 1).contiguous()  # (T, K, B, G*H)
+        if self.mode == "LSTM":
+            out, h, c = LSTMSequence.apply(xw, w_hh, reverse)
+        elif self.mode == "GRU":
+            (out, h), c = GRUSequence.apply(xw, w_hh, b_hh, reverse), None
+        else:
+            (out, h), c = RNNSequence.apply(xw, w_hh, self.mode == "relu", reverse), None
+        return out.transpose(0, 1), h, c
 
     @torch.no_grad()
     def write_back(self, module: nn.Module, position: int) -> None:
