@@ -183,6 +183,17 @@ def _run(quick: bool) -> str:
                 ma, xa, ya, frozen=stopped),
         }, a_steps, repeats)),
     ]
+    lstm_shape, lstm_steps = (1, 28, 28), (2 if quick else 5)
+    recurrent = []
+    for k in ((1, 6) if quick else (1, 6, 30)):
+        ml, (xl, yl) = _models("lstm-a", lstm_shape, k), _data(k, lstm_shape)
+        recurrent.append((f"lstm-a (LSTM[64] over 28 rows), K = {k}", measure({
+            "loop of separate models (PyTorch's LSTM kernel)": lambda ml=ml, xl=xl, yl=yl:
+                loop_step(ml, xl, yl),
+            "StackedNetwork (batched recurrence, hand-written backward)":
+                lambda ml=ml, xl=xl, yl=yl: stacked_step(ml, xl, yl),
+        }, lstm_steps, repeats)))
+    sections += recurrent
     lines = [
         "## Lockstep kernels: how K networks are batched",
         "",
@@ -207,7 +218,8 @@ def _run(quick: bool) -> str:
             else:
                 ratio = f"{base / t:.2f}x" if isinstance(base, float) else "-"
                 lines.append(f"| {case} | {name} | {t:.2f} | {ratio} |")
-    (_, a), (_, b), (_, st) = sections
+    (_, a), (_, b), (_, st) = sections[:3]
+    lstm = ", ".join(f"{_vs(r, 0, 1)} at K = {case.rsplit('= ', 1)[1]}" for case, r in recurrent)
     lines += [
         "",
         f"Chosen, from these figures: `StackedNetwork`'s own kernels (feature-major batched "
@@ -217,6 +229,14 @@ def _run(quick: bool) -> str:
         f"fast as the loop, sub-batches of 2 (whose activations stay in cache) {_vs(b, 0, 3)}. "
         f"Stopped networks are compacted away, {_vs(st, 2, 1)} as fast as "
         "freezing them (a frozen network still costs its full forward and backward pass).",
+        "",
+        f"Recurrent networks: the stacked LSTM runs {lstm} against PyTorch's own kernel one "
+        "network at a time. Batching saves the per-operation dispatch of a Python time loop, "
+        "which PyTorch's C++ loop does not pay, while the batched products and gates cost per "
+        "network what the kernel's do; so on CPU the DropNet driver trains recurrent runs "
+        "separately (`pruning.lockstep.BATCH_RECURRENT_ON_CPU`), and batches them on CUDA, "
+        "where a kernel launch per network and time step is the cost that batching removes "
+        "(not measured here: no GPU).",
         "",
         "Command: `python -m benchmarks lockstep_kernels`" + (" (quick mode)." if quick else "."),
     ]

@@ -421,9 +421,9 @@ def measure_splits(
 
 # ------------------------------------------------------------------------------ the driver
 # Recurrent models are stacked exactly (``training.stacked_recurrent``), but on CPU PyTorch's own
-# LSTM kernel trains one network faster than a batch of K runs its share: measured 0.40x (K=1),
-# 0.71x (K=6), 0.80x (K=30) for lstm-a (BENCHMARKS.md, "lockstep"), as the batched time loop
-# saves only dispatch overhead that PyTorch's C++ loop does not have. So the driver runs them
+# LSTM kernel trains one network faster than a batch of K runs its share: a batched lstm-a step
+# ran 0.56x (K=1), 0.86x (K=6), 0.81x (K=30) as fast (BENCHMARKS.md, "Lockstep kernels"), as
+# the batched time loop saves only dispatch overhead that PyTorch's C++ loop does not have. So the driver runs them
 # one after another on CPU unless this is set; on CUDA they are batched.
 BATCH_RECURRENT_ON_CPU = False
 
