@@ -4,8 +4,8 @@
     python -m benchmarks.gpu_check --quick    # about a minute (the sweep on digits)
     python -m benchmarks.gpu_check --device cpu --quick   # the same code paths on CPU (tested)
 
-1. Lockstep against separate runs on the device: the same DropNet runs (Model A and the conv
-   Model B, two metrics x two seeds) through the stacked engine as one batch and each alone
+1. Lockstep against separate runs on the device: the same DropNet runs (Model A, the conv
+   Model B and the recurrent lstm-a, two metrics x two seeds) through the stacked engine as one batch and each alone
    (``lockstep=False``, the built-in trainer): the units each run dropped must agree, and the
    test accuracies to the tolerance of docs/lockstep.md.
 2. Export on the device: a pruned Model C exported physically gives the masked network's logits
@@ -27,12 +27,25 @@ import torch
 
 def _check_lockstep(device: str, quick: bool) -> list[tuple[str, bool, str]]:
     from secateurs.data import load_dataset
-    from secateurs.pruning import DropNet, DropNetConfig, run_dropnets
-    from secateurs.training import TrainConfig
+    from secateurs.pruning import lockstep as pruning_lockstep
 
     data = load_dataset("digits", seed=0)
     out = []
-    for spec in ("model-a:widths=20-20", "model-b:widths=4-4" if quick else "model-b:widths=6-6"):
+    # the recurrent engine is batched on CUDA by default; on CPU only when asked (it is slower)
+    before, pruning_lockstep.BATCH_RECURRENT_ON_CPU = pruning_lockstep.BATCH_RECURRENT_ON_CPU, True
+    try:
+        return _lockstep_rows(data, device, quick, out)
+    finally:
+        pruning_lockstep.BATCH_RECURRENT_ON_CPU = before
+
+
+def _lockstep_rows(data, device: str, quick: bool, out: list) -> list[tuple[str, bool, str]]:
+    from secateurs.pruning import DropNet, DropNetConfig, run_dropnets
+    from secateurs.training import TrainConfig
+
+    specs = ("model-a:widths=20-20", "model-b:widths=4-4" if quick else "model-b:widths=6-6",
+             "lstm-a:hidden=8" if quick else "lstm-a:hidden=32")
+    for spec in specs:
         cfgs = [
             (DropNetConfig(metric=m, fraction=0.3, until=0.6 if quick else 0.4,
                            train=TrainConfig(max_epochs=1 if quick else 2, patience=1,

@@ -38,4 +38,4 @@ def test_gpu_script_refuses_cuda_without_a_device_and_runs_its_checks_on_cpu(cap
         assert "no CUDA device" in capsys.readouterr().err
     assert gpu_check.main(["--device", "cpu", "--quick"]) == 0
     out = capsys.readouterr().out
-    assert out.count("| yes |") == 3 and "| NO |" not in out
+    assert out.count("| yes |") == 4 and "| NO |" not in out  # 3 lockstep checks, export

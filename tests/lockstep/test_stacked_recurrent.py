@@ -355,3 +355,27 @@ def test_strided_pointwise_convolutions_train_in_a_stack_of_any_size(cin, k):
     for i, net in enumerate(nets):
         net(x[i]).sum().backward()
         assert torch.allclose(stacked.ops["down"].weight.grad[i], net.down.weight.grad, atol=1e-4)
+
+
+class FunctionalShapes(nn.Module):
+    """LeNet's view(-1, n), torch.chunk, functional softmax with its keyword defaults."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2 * 4 * 4, 6)
+        self.head = nn.Linear(3, 3)
+
+    def forward(self, x):
+        a, b = torch.chunk(F.relu(self.fc(x.view(-1, 2 * 4 * 4))), 2, dim=1)
+        return F.log_softmax(self.head(a * torch.softmax(b, dim=-1)), dim=1)
+
+
+def test_functional_shape_operations_act_on_each_networks_own_tensor():
+    torch.manual_seed(0)
+    nets = [FunctionalShapes() for _ in range(3)]
+    x = torch.randn(3, 6, 2, 4, 4)
+    stacked = StackedNetwork(nets)
+    with torch.no_grad():
+        out = stacked(x, "kb")
+        for i, net in enumerate(nets):
+            assert torch.allclose(out[i], net(x[i]), atol=1e-6), i

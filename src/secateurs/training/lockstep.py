@@ -21,8 +21,11 @@ another order): see docs/lockstep.md for the tolerances the tests hold. Supporte
 Conv2d (groups=1, zero padding), BatchNorm1d/2d/3d (one BatchNorm over the K*C channels of the
 stacked activation: per-network statistics are per-channel statistics), dropout (each network
 draws its own masks from its own generator, seeded per network, at its own activation shape),
-pointwise activations, pooling, Flatten, additions and other binary ops (``alpha=`` included);
-more module types can be registered with ``register_stacker``. Every model must configure each
+pointwise activations, pooling, Flatten, additions and other binary ops (``alpha=`` included),
+LSTM / GRU / RNN (``stacked_recurrent``), Embedding, and indexing, permutes, reshapes,
+reductions over a dimension and concatenation (``stacked_shapes``); more module types can be
+registered with ``register_stacker``. The pieces: ``stacked_ops`` (the ops), ``stacked_network``
+(the traced program), this module (the trainer). Every model must configure each
 module alike (stride, slopes, ...), and a forward must not differ between train and eval mode
 other than in functional dropouts' ``training`` flag. Learning-rate schedules are followed (every
 network of a batch is at the same epoch and step); augmentation (``augment``) is refused.

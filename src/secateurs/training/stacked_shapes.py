@@ -82,10 +82,13 @@ def _wrap(out, layout: str):
     return out  # a size, a number
 
 
-def apply_method(name: str, x: Stacked, args: tuple, kwargs: dict, k: int):
-    """``x.name(*args, **kwargs)`` for each network (``args`` without the tensor itself)."""
+def apply_method(name: str, x: Stacked, args: tuple, kwargs: dict, k: int,
+                 function: Callable | None = None):
+    """``x.name(*args, **kwargs)`` for each network (``args`` without the tensor itself), or
+    ``function(x, *args, **kwargs)`` for the torch function of that name."""
     if x.layout == "shared":
-        return _wrap(getattr(x.t, name)(*args, **kwargs), "shared")
+        out = function(x.t, *args, **kwargs) if function else getattr(x.t, name)(*args, **kwargs)
+        return _wrap(out, "shared")
     t = x.kb(k)
     args, kwargs = list(args), dict(kwargs)
     if name == "size":
@@ -124,7 +127,8 @@ def apply_method(name: str, x: Stacked, args: tuple, kwargs: dict, k: int):
         )
     for v in list(args) + list(kwargs.values()):
         _constant(v, name)
-    return _wrap(getattr(t, name)(*args, **kwargs), "kb")
+    out = function(t, *args, **kwargs) if function else getattr(t, name)(*args, **kwargs)
+    return _wrap(out, "kb")
 
 
 def getitem(value, index, k: int):
@@ -175,11 +179,16 @@ def shape_function(node: fx.Node, k_of: Callable[[], int]) -> Callable:
         fn = torch.stack if target is torch.stack else torch.cat
         return lambda env: concatenate(fn, value(env, args[0]), dim, k_of())
     name = target if node.op == "call_method" else _FUNCTIONS[target]
+    function = None if node.op == "call_method" else target
 
     def run(env):
         x = env[args[0]]
         if not isinstance(x, Stacked):
             raise LockstepUnsupported(f"lockstep cannot batch {node.format_node()}")
-        return apply_method(name, x, value(env, tuple(args[1:])), value(env, kwargs), k_of())
+        try:
+            return apply_method(name, x, value(env, tuple(args[1:])), value(env, kwargs), k_of(),
+                                function)
+        except (TypeError, IndexError, ValueError) as exc:  # arguments it does not take
+            raise LockstepUnsupported(f"lockstep cannot batch {node.format_node()}: {exc}") from exc
 
     return run
