@@ -160,18 +160,22 @@ def _stackable(runs: list[DropNet], lockstep: bool) -> set[int]:
         return set()
     out, why = set(), {}
     reasons: dict[str, str | None] = {}  # one check per architecture
+    keys = [_architecture(run) for run in runs]
+    same = {key: keys.count(key) for key in set(keys)}  # runs of each architecture
     for i, run in enumerate(runs):
         if run.train_fn is not None:
             why[i] = "a training hook (train_fn) trains each network itself"
         elif run.config.train.augment:
             why[i] = "augmented training (augment=true) is not batched"
         else:
-            key = _architecture(run)
+            key = keys[i]
             if key not in reasons:
                 reasons[key] = masked_unsupported_reason(run.masked, run.data.x_train[:1])
             if reasons[key] is not None:
                 why[i] = reasons[key]
-            elif separate_is_faster(run.masked, resolve_device(run.config.train.device)) is None:
+            elif separate_is_faster(
+                run.masked, resolve_device(run.config.train.device), same[key]
+            ) is None:
                 out.add(i)  # (else: batched exactly but measured slower; a choice, no warning)
     if len(runs) > 1 and why:
         reason = next(iter(why.values()))

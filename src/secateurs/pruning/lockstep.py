@@ -424,16 +424,25 @@ def measure_splits(
 # LSTM kernel trains one network faster than a batch of K runs its share: a batched lstm-a step
 # ran 0.56x (K=1), 0.86x (K=6), 0.81x (K=30) as fast (BENCHMARKS.md, "Lockstep kernels"), as
 # the batched time loop saves only dispatch overhead that PyTorch's C++ loop does not have. So the driver runs them
-# one after another on CPU unless this is set; on CUDA they are batched.
+# one after another on CPU unless this is set. On CUDA, where each of a network's time steps
+# is a few kernel launches that batching shares, batches of RECURRENT_CUDA_MIN_RUNS or more are
+# stacked (an estimate: no GPU has measured it yet; benchmarks/gpu_check.py checks equivalence).
 BATCH_RECURRENT_ON_CPU = False
+RECURRENT_CUDA_MIN_RUNS = 4
 
 
-def separate_is_faster(masked: MaskedNetwork, device: torch.device) -> str | None:
-    """Why separate runs of ``masked`` are faster than a stacked batch on ``device`` (None when
-    the stacked engine is the faster one)."""
+def separate_is_faster(masked: MaskedNetwork, device: torch.device, runs: int = 1) -> str | None:
+    """Why ``runs`` separate runs of ``masked`` are faster than one stacked batch on ``device``
+    (None when the stacked engine is the faster one)."""
     recurrent = [x for x in masked.layers if resolve(masked.net, x) is not None]
-    if recurrent and torch.device(device).type == "cpu" and not BATCH_RECURRENT_ON_CPU:
+    if not recurrent:
+        return None
+    if torch.device(device).type == "cpu":
+        if BATCH_RECURRENT_ON_CPU:
+            return None
         return f"recurrent layers ({recurrent[0]}) train faster in PyTorch's own kernel on CPU"
+    if runs < RECURRENT_CUDA_MIN_RUNS:
+        return f"fewer than {RECURRENT_CUDA_MIN_RUNS} runs of a recurrent model"
     return None
 
 

@@ -141,7 +141,8 @@ class RecurrentUnits(nn.Module):
         if isinstance(x, torch.fx.Proxy):
             raise ConfigError(
                 f"masked recurrent module {self.rnn_name!r} runs PyTorch's fused recurrent "
-                "kernels and cannot be traced again (no stacker for recurrent layers)"
+                "kernels and cannot be traced through; trace it as a leaf module (as the "
+                "lockstep engine does)"
             )
         if not isinstance(x, torch.Tensor) or x.dim() != 3:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
