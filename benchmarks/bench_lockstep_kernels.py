@@ -234,7 +234,8 @@ def _run(quick: bool) -> str:
         "network at a time. Batching saves the per-operation dispatch of a Python time loop, "
         "which PyTorch's C++ loop does not pay, while the batched products and gates cost per "
         "network what the kernel's do; so on CPU the DropNet driver trains recurrent runs "
-        "separately (`pruning.lockstep.BATCH_RECURRENT_ON_CPU`), and batches them on CUDA, "
+        "separately (`pruning.lockstep.BATCH_RECURRENT_ON_CPU`), and batches them on CUDA "
+        "(from 4 runs), "
         "where a kernel launch per network and time step is the cost that batching removes "
         "(not measured here: no GPU).",
         "",

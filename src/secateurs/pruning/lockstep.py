@@ -422,7 +422,7 @@ def measure_splits(
 # ------------------------------------------------------------------------------ the driver
 # Recurrent models are stacked exactly (``training.stacked_recurrent``), but on CPU PyTorch's own
 # LSTM kernel trains one network faster than a batch of K runs its share: a batched lstm-a step
-# ran 0.56x (K=1), 0.86x (K=6), 0.81x (K=30) as fast (BENCHMARKS.md, "Lockstep kernels"), as
+# ran 0.61x (K=1), 0.98x (K=6), 0.75x (K=30) as fast (BENCHMARKS.md, "Lockstep kernels"), as
 # the batched time loop saves only dispatch overhead that PyTorch's C++ loop does not have. So the driver runs them
 # one after another on CPU unless this is set. On CUDA, where each of a network's time steps
 # is a few kernel launches that batching shares, batches of RECURRENT_CUDA_MIN_RUNS or more are
