@@ -41,6 +41,9 @@ ISSUE_BEFORE_S = 3777  # the same sweep as measured when the speed issue was fil
 # this benchmark on this machine, idle, 2026-12-02, before the hand-written step of Linear/ReLU
 # chains (training/fused_chain.py): every step through autograd
 BEFORE_FUSED_S = 634
+# the same call on this machine, idle, 2026-12-03 (6,390 epochs), before the per-step trims: each
+# step gathering its own rows in the shared case, cached views, weight updates as one baddbmm_
+BEFORE_TRIMS_S = 550
 
 
 def matmul_rate(threads: int, size: int = 2048, repeats: int = 7, device: str = "cpu") -> float:
@@ -192,6 +195,11 @@ def run(quick: bool = False, device: str = "cpu", dataset: str | None = None) ->
             f"| the same benchmark on this machine (idle) before the hand-written step of "
             f"Linear/ReLU chains, every step through autograd | {BEFORE_FUSED_S:,} | "
             f"{BEFORE_FUSED_S / wall:.2f}x slower |"
+        )
+        out.append(
+            f"| the same sweep on this machine (idle, 6,390 epochs) before the per-step trims "
+            f"(rows gathered per step, cached views, fused weight updates) | {BEFORE_TRIMS_S:,} | "
+            f"{BEFORE_TRIMS_S / wall:.2f}x slower |"
         )
         out.append(
             f"| the same sweep when the speed issue was filed (its figure, other work sharing "

@@ -232,36 +232,37 @@ class LockstepTrainer:
         losses_seen, predictions = [], []
         if shared:
             perm = torch.randperm(n, generator=members[0].generator).to(device)
-            xs, ys = self.x_train[perm], self.y_train[perm]
-            batches = [(xs[i : i + bs], ys[i : i + bs]) for i in range(0, n, bs)]
+            # each step gathers its own rows (below): gathering the whole epoch at once writes
+            # a fresh copy of the training set, whose page faults cost more than the gathers
+            rows = list(perm.split(bs))
+            targets = self.y_train.index_select(0, perm).split(bs)
         else:
             perms = torch.stack([torch.randperm(n, generator=m.generator) for m in members])
             perms = perms.to(device)
             rows = _batches(perms, bs, layout)
             by_network = rows if layout == "kb" else _batches(perms, bs, "kb")
             targets = self.y_train.index_select(0, torch.cat(by_network))
-            batches = list(zip(rows, targets.split([len(r) for r in rows]), strict=True))
+            targets = targets.split([len(r) for r in rows])
         epoch_index = members[0].result.epochs  # every member started with the batch
         # a step's inputs, overwritten by the next step (nothing keeps them past their step)
-        rows_buffer = self.x_train.new_empty((0 if shared else ka * bs, *sample))
-        for step, (xb, yb) in enumerate(batches):
+        rows_buffer = self.x_train.new_empty(((1 if shared else ka) * bs, *sample))
+        fused = self.fused
+        for step, (xb, yb) in enumerate(zip(rows, targets, strict=True)):
             if self.scheduled:
                 set_learning_rate(
-                    self.optimizer, learning_rate(config, epoch_index, step, len(batches))
+                    self.optimizer, learning_rate(config, epoch_index, step, len(rows))
                 )
             b = len(yb) // (1 if shared else ka)
+            if len(xb) == len(rows_buffer):  # one buffer for every full step: no allocation
+                xb = torch.index_select(self.x_train, 0, xb, out=rows_buffer)
+            else:
+                xb = self.x_train.index_select(0, xb)
             if not shared:
-                shape = (ka, b) if layout == "kb" else (b, ka)
-                if len(xb) == len(rows_buffer):  # one buffer for every full step: no allocation
-                    xb = torch.index_select(self.x_train, 0, xb, out=rows_buffer)
-                else:
-                    xb = self.x_train.index_select(0, xb)
-                xb = xb.view(*shape, *sample)
+                xb = xb.view(*((ka, b) if layout == "kb" else (b, ka)), *sample)
             # network-major targets, as the logits are flattened
-            target = (yb.repeat(ka) if shared else yb).view(ka, b)
-            if self.fused is not None:
-                lr = self.optimizer.param_groups[0]["lr"]
-                losses, logits = self.fused.step(xb, shared, target, lr)
+            target = yb.view(1, b).expand(ka, b) if shared else yb.view(ka, b)
+            if fused is not None:
+                losses, logits = fused.step(xb, shared, target, self.optimizer.param_groups[0]["lr"])
             else:
                 logits = stacked(xb, "shared" if shared else layout)
                 # The sum of per-network mean losses: each network's gradient is its own
@@ -271,8 +272,9 @@ class LockstepTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 (losses.sum() / b).backward()
                 self.optimizer.step()
-            losses_seen.append(losses.detach())
-            predictions.append(logits.detach().contiguous().argmax(2) == target)  # fast dim
+                losses, logits = losses.detach(), logits.detach()
+            losses_seen.append(losses)
+            predictions.append(logits.contiguous().argmax(2) == target)  # fast dim
         train_losses = [v / n for v in torch.cat(losses_seen, 1).sum(1).tolist()]
         train_accs = [c / n for c in torch.cat(predictions, 1).sum(1).tolist()]
         val = evaluate_lockstep(stacked, self.x_val, self.y_val, self.chunk)
