@@ -115,23 +115,36 @@ def test_a_missing_required_option_is_one_line(capsys):
     assert err.count("\n") == 1 and "--model" in err
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C's default action. A suite started in the background by a
+    non-interactive shell ignores SIGINT, children inherit that, and Python then installs no
+    KeyboardInterrupt handler (a terminal's Ctrl-C always finds the default)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path):
     out = tmp_path / "study"
     proc = subprocess.Popen(
         [sys.executable, "-m", "secateurs", "prune", "--model", "model-a", "--epochs", "100000",
          "--patience", "0", "--batch-size", "8", "--no-lockstep", "--out", str(out)],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_sigint,
     )
-    lines = []
-    deadline = time.time() + 600  # a loaded machine can take minutes to import torch
-    while time.time() < deadline:  # wait for the header: training starts right after it
-        line = proc.stderr.readline()
-        lines.append(line)
-        if line.startswith("settings:") or not line:
-            break
-    time.sleep(4.0)  # past the set-up (first imports, round 0's cost) and into training
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=300)
+    try:
+        lines = []
+        deadline = time.time() + 600  # a loaded machine can take minutes to import torch
+        while time.time() < deadline:  # wait for the header: training starts right after it
+            line = proc.stderr.readline()
+            lines.append(line)
+            if line.startswith("settings:") or not line:
+                break
+        time.sleep(4.0)  # past the set-up (first imports, round 0's cost) and into training
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # a failed run must not leave a training process behind
+            proc.kill()
+            proc.wait()
     err = "".join(lines) + stderr
     assert proc.returncode == 130, err
     assert "Traceback" not in err

@@ -204,7 +204,10 @@ DRIVER = textwrap.dedent(
 def test_workers_die_with_the_driver(sig, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(SRC))
     proc = subprocess.Popen(
-        [sys.executable, "-c", DRIVER], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", DRIVER], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # Ctrl-C's default action even where the suite itself was started with SIGINT ignored
+        # (in the background by a non-interactive shell), which children would inherit
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     workers: list[int] = []
     try:
