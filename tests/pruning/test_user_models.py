@@ -208,6 +208,15 @@ def test_output_layers_are_never_prunable_wherever_they_are_defined(cls, heads):
                       else torch.randn(2, 3, 16, 16), layers=[heads[0]])
 
 
+def test_a_hidden_layer_returned_as_features_says_how_to_prune_it():
+    masked = MaskedNetwork(um.TupleWithFeatures(), images(2, torch.Generator()))
+    assert "return the logits alone" in masked.skipped["conv2"]  # feeds fc and is returned
+    assert "return the logits alone" not in masked.skipped["fc"]  # the head itself
+    assert "return the logits alone" not in MaskedNetwork(
+        um.HeadFirstMLP(), vectors(2, torch.Generator())
+    ).skipped["classifier"]  # one output: nothing to say
+
+
 def test_the_head_defined_first_keeps_all_its_logits_after_dropnet():
     run, result = short_run(um.HeadFirstMLP(), tiny_splits(vectors), fraction=0.5, rounds=2)
     exported = export_pruned(run.network_at(2), torch.randn(2, 12))

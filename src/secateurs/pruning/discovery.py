@@ -88,6 +88,27 @@ def reaches_output(start: fx.Node, gm: fx.GraphModule) -> bool:
     return False
 
 
+def _feeds_weighted(start: fx.Node, gm: fx.GraphModule) -> bool:
+    """Whether values of ``start`` also reach a weighted layer (a hidden layer whose output the
+    model returns as well, rather than a head)."""
+    seen, todo = {start}, [start]
+    while todo:
+        for user in todo.pop().users:
+            if user in seen or user.op == "output":
+                continue
+            if _is_weighted(user, gm):
+                return True
+            seen.add(user)
+            todo.append(user)
+    return False
+
+
+def _returns_several(gm: fx.GraphModule) -> bool:
+    """Whether forward returns a tuple, list or dict of more than one value."""
+    out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+    return isinstance(out, (tuple, list, dict)) and len(out) > 1
+
+
 def refusal(name: str, module: nn.Module | None, graphs: list[fx.GraphModule]) -> str | None:
     """Why layer ``name`` cannot be prunable in a model traced as ``graphs`` (eval graph first;
     the train graph too if it differs); None if it can. ``name`` may name a recurrent layer
@@ -119,9 +140,15 @@ def refusal(name: str, module: nn.Module | None, graphs: list[fx.GraphModule]) -
                 "layer must be called exactly once"
             )
         if reaches_output(nodes[0], gm):
+            hint = (
+                " (forward also returns it, as features beside the logits, say: pruning would "
+                "change that output's width; to prune this layer, have forward return the "
+                "logits alone)"
+                if _returns_several(gm) and _feeds_weighted(nodes[0], gm) else ""
+            )
             return (
                 f"it is an output layer: its output reaches the model's output{mode} without "
-                "passing through another weighted layer"
+                f"passing through another weighted layer{hint}"
             )
         if is_recurrent(module):
             why = call_refusal(nodes[0])
