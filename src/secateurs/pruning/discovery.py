@@ -64,19 +64,18 @@ def _is_weighted(node: fx.Node, gm: fx.GraphModule) -> bool:
     return False
 
 
-def reaches_output(start: fx.Node, gm: fx.GraphModule) -> bool:
-    """Whether values of ``start`` reach the graph's output without a weighted layer between
-    (shape reads such as ``x.size(0)`` carry no values and are not followed)."""
-    seen, todo = {start}, [start]
+def _value_frontier(start: fx.Node, gm: fx.GraphModule) -> set[fx.Node]:
+    """Where values of ``start`` go before a weighted layer takes them: the output node and the
+    weighted layers they reach (shape reads such as ``x.size(0)`` carry no values and are not
+    followed)."""
+    seen, todo, ends = {start}, [start], set()
     while todo:
-        node = todo.pop()
-        for user in node.users:
+        for user in todo.pop().users:
             if user in seen:
                 continue
             seen.add(user)
-            if user.op == "output":
-                return True
-            if _is_weighted(user, gm):
+            if user.op == "output" or _is_weighted(user, gm):
+                ends.add(user)
                 continue
             if user.op == "call_method" and user.target in SHAPE_METHODS:
                 continue
@@ -85,22 +84,18 @@ def reaches_output(start: fx.Node, gm: fx.GraphModule) -> bool:
             ):
                 continue
             todo.append(user)
-    return False
+    return ends
+
+
+def reaches_output(start: fx.Node, gm: fx.GraphModule) -> bool:
+    """Whether values of ``start`` reach the graph's output without a weighted layer between."""
+    return any(n.op == "output" for n in _value_frontier(start, gm))
 
 
 def _feeds_weighted(start: fx.Node, gm: fx.GraphModule) -> bool:
     """Whether values of ``start`` also reach a weighted layer (a hidden layer whose output the
     model returns as well, rather than a head)."""
-    seen, todo = {start}, [start]
-    while todo:
-        for user in todo.pop().users:
-            if user in seen or user.op == "output":
-                continue
-            if _is_weighted(user, gm):
-                return True
-            seen.add(user)
-            todo.append(user)
-    return False
+    return any(n.op != "output" for n in _value_frontier(start, gm))
 
 
 def _returns_several(gm: fx.GraphModule) -> bool:
