@@ -18,7 +18,7 @@ from secateurs.errors import ConfigError, TrainingDiverged
 from secateurs.experiments.prune_study import run_prune_study
 from secateurs.pruning import PAPER_METRICS, DropNet, DropNetConfig, get_metric
 from secateurs.pruning import dropnet as dropnet_module
-from secateurs.pruning.driver import LockstepFallback, run_dropnet_lockstep
+from secateurs.pruning.driver import LockstepFallback, run_dropnet_lockstep, run_dropnets
 from secateurs.pruning.importance import activation_stats, scores_from_stats, unit_scores
 from secateurs.pruning.lockstep import (
     compact_copy,
@@ -29,6 +29,8 @@ from secateurs.pruning.lockstep import (
     measure_splits,
 )
 from secateurs.training import TrainConfig, TrainResult, split_metrics
+from secateurs.training.stacked_network import StackedNetwork
+from secateurs.training.stacked_ops import LockstepUnsupported
 
 FC = "model-a:widths=20-20"
 # Accuracies may differ by float rounding in the batched kernels; on these small runs they agree
@@ -390,6 +392,37 @@ def test_models_refused_at_forward_time_fall_back_to_separate_runs(digits, monke
     with pytest.warns(LockstepFallback, match="features"):
         results = run_dropnet_lockstep("per-row", digits, runs)
     separate = [DropNet("per-row", digits, cfg, seed=s).run(lockstep=False) for cfg, s in runs]
+    for a, b in zip(separate, results, strict=True):
+        assert a.dropped == b.dropped and len(a.rounds) > 1
+        for ra, rb in zip(a.rounds, b.rounds, strict=True):
+            assert {**ra, "seconds": 0} == {**rb, "seconds": 0}
+
+
+class TiedLayers(nn.Module):
+    """Weight tying as language models write it: two layers, one parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 16)
+        self.fc2 = nn.Linear(16, 16)
+        self.fc3 = nn.Linear(16, 16)
+        self.fc3.weight = self.fc2.weight
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x.flatten(1)))
+        return self.head(torch.relu(self.fc3(torch.relu(self.fc2(h)))))
+
+
+def test_tied_weights_fall_back_to_separate_runs_instead_of_losing_a_gradient(digits):
+    torch.manual_seed(0)
+    model = TiedLayers()
+    with pytest.raises(LockstepUnsupported, match="tied weights: 'fc2.weight' and 'fc3.weight'"):
+        StackedNetwork([copy.deepcopy(model)])
+    cfg = config("minimum", until=0.6, epochs=1)
+    with pytest.warns(LockstepFallback, match="tied weights"):
+        results = run_dropnets([DropNet(model, digits, cfg, seed=s) for s in (0, 1)])
+    separate = [DropNet(model, digits, cfg, seed=s).run(lockstep=False) for s in (0, 1)]
     for a, b in zip(separate, results, strict=True):
         assert a.dropped == b.dropped and len(a.rounds) > 1
         for ra, rb in zip(a.rounds, b.rounds, strict=True):

@@ -228,6 +228,48 @@ def test_reset_random_draws_new_weights_reproducibly(digits):
             assert v.abs().max() <= bound + 1e-6
 
 
+class _AttentionWithClassToken(torch.nn.Module):
+    """Written as transformer users write it: a bare class-token Parameter and attention, whose
+    initialiser is ``_reset_parameters``, not ``reset_parameters``."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = torch.nn.Linear(8, 8)
+        self.cls = torch.nn.Parameter(torch.randn(1, 1, 8))
+        self.attn = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = torch.nn.Linear(8, 12)
+        self.head = torch.nn.Linear(12, 10)
+
+    def forward(self, x):
+        h = F.relu(self.inp(x.flatten(1).view(-1, 8, 8)))
+        h = torch.cat([self.cls.expand(x.shape[0], -1, -1), h], 1)
+        a, _ = self.attn(h, h, h)
+        return self.head(F.relu(self.fc(a[:, 0])))
+
+
+def test_reset_random_redraws_attention_and_returns_bare_parameters_to_theta0(digits):
+    torch.manual_seed(0)
+    model = _AttentionWithClassToken()
+    model.inp.requires_grad_(False)  # a frozen (pretrained) layer keeps its weights
+    net = DropNet(model, digits, cfg(reset="random"), seed=2)
+    net.record(net.train_round(), 0.0)
+    trained = net.masked.weight_state_dict()
+    net.prune_step()
+    fresh = net.masked.weight_state_dict()
+    for key in ("net.attn.in_proj_weight", "net.attn.out_proj.weight", "net.fc.weight"):
+        assert not torch.equal(fresh[key], trained[key]), key
+        assert not torch.equal(fresh[key], net.initial[key]), key
+    # what MultiheadAttention's own initialiser does: zero biases, Xavier-uniform projections
+    assert torch.count_nonzero(fresh["net.attn.in_proj_bias"]) == 0
+    bound = math.sqrt(6 / (8 + 24))
+    assert fresh["net.attn.in_proj_weight"].abs().max() <= bound
+    # no module initialises the class token: it goes back to θ0, not the trained value
+    assert not torch.equal(trained["net.cls"], net.initial["net.cls"])
+    assert torch.equal(fresh["net.cls"], net.initial["net.cls"])
+    assert torch.equal(fresh["net.inp.weight"], net.initial["net.inp.weight"])
+    assert torch.equal(trained["net.inp.weight"], net.initial["net.inp.weight"])
+
+
 # -- determinism and the run folder -----------------------------------------------------------
 def test_same_seed_gives_identical_records_and_other_seeds_differ(digits):
     config = cfg(metric="random", fraction=0.25, until=0.5)

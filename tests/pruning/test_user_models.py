@@ -26,7 +26,7 @@ from secateurs.pruning.dropnet import DropNet, DropNetConfig
 from secateurs.pruning.importance import unit_scores
 from secateurs.pruning.masks import MaskedNetwork
 from secateurs.pruning.surgery import export_pruned, load_exported, save_exported
-from secateurs.training import TrainConfig
+from secateurs.training import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -188,6 +188,139 @@ def test_models_that_cannot_be_pruned_are_refused_in_one_line(cls, x, message):
         2, dtype=torch.long), x, torch.zeros(2, dtype=torch.long), um.CLASSES)
     with pytest.raises(ConfigError, match=message):
         DropNet(cls(), data, DropNetConfig(max_rounds=1))
+
+
+class _Logits(nn.Module):
+    """A head users write for other losses: one squeezed logit, too few classes, per-step."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.fc = nn.Linear(12, 10)
+        self.head = nn.Linear(10, {"squeezed": 1, "few": 2, "per-step": um.CLASSES}[kind])
+
+    def forward(self, x):
+        out = self.head(F.relu(self.fc(x)))
+        if self.kind == "squeezed":
+            return out.squeeze(-1)
+        if self.kind == "per-step":
+            return out.unsqueeze(1).expand(-1, 4, -1)
+        return out
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("squeezed", r"logits of shape \(\d+,\).*needs \(\d+, 3\).*not one \(squeezed\) logit"),
+    ("few", r"logits of shape \(\d+, 2\).*last layer has 2 outputs; the data has 3 classes"),
+    ("per-step", r"logits of shape \(\d+, 4, 3\).*one row of class scores per sample"),
+])
+@pytest.mark.parametrize("lockstep", [True, False])
+def test_logits_of_the_wrong_shape_are_refused_before_training(kind, message, lockstep):
+    data = tiny_splits(lambda n, g: torch.randn(n, 12, generator=g))
+    with pytest.raises(ConfigError, match=message) as info:
+        DropNet(_Logits(kind), data, DropNetConfig(max_rounds=1)).run(lockstep=lockstep)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=message):  # the trainer alone says the same
+        train(_Logits(kind), data, TrainConfig(max_epochs=1), progress=False)
+
+
+class _Options(nn.Module):
+    """A forward with options beside its input, traced at their defaults."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(12, 10)
+        self.fc2 = nn.Linear(10, 8)
+        self.head = nn.Linear(8, um.CLASSES)
+
+    def forward(self, x, mask=None, scale=1.0, return_features=False):
+        h = F.relu(self.fc1(x))
+        if mask is not None:
+            h = h * mask
+        h = F.relu(self.fc2(h * scale))
+        out = self.head(h)
+        return (out, h) if return_features else out
+
+
+def test_forward_options_with_defaults_are_traced_at_their_defaults(tmp_path):
+    model = _Options()
+    x = torch.randn(5, 12)
+    masked = MaskedNetwork(model, x[:2])
+    assert masked.layers == ("fc1", "fc2")
+    assert [n.op for n in masked.net.graph.nodes].count("placeholder") == 1
+    assert torch.equal(masked.eval()(x), model.eval()(x))
+    masked.set_masks({"fc1": torch.arange(10) % 3 != 0})
+    exported = export_pruned(masked, x[:2])
+    assert torch.allclose(exported.module(x), masked(x), atol=1e-6)
+    data = tiny_splits(lambda n, g: torch.randn(n, 12, generator=g))
+    result = DropNet(_Options(), data, DropNetConfig(until=None, max_rounds=2)).run()
+    assert len(result.rounds) == 3  # rounds 0, 1 and 2
+
+
+class _KeywordOnly(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, um.CLASSES)
+
+    def forward(self, *, x):
+        return self.fc(x)
+
+
+class _TwoInputs(_KeywordOnly):
+    def forward(self, x, lengths):
+        return self.fc(x) * lengths
+
+
+@pytest.mark.parametrize("cls,message", [
+    (_KeywordOnly, "_KeywordOnly.forward takes its input as the keyword-only argument 'x'"),
+    (_TwoInputs, r"_TwoInputs.forward needs 2 inputs \(x, lengths\).*give the others defaults"),
+])
+def test_forwards_that_cannot_be_called_with_one_tensor_are_refused_up_front(cls, message):
+    with pytest.raises(ConfigError, match=message):
+        MaskedNetwork(cls(), torch.randn(2, 12))
+
+
+class _NoGradBackbone(nn.Module):
+    """A frozen 'pretrained' backbone, frozen the way many users write it."""
+
+    def __init__(self, freeze_by: str):
+        super().__init__()
+        self.freeze_by = freeze_by
+        self.backbone = nn.Sequential(nn.Linear(12, 16), nn.ReLU())
+        self.fc = nn.Linear(16, 10)
+        self.head = nn.Linear(10, um.CLASSES)
+        if freeze_by == "requires_grad":
+            self.backbone.requires_grad_(False)
+
+    def forward(self, x):
+        if self.freeze_by == "no_grad":
+            with torch.no_grad():
+                f = self.backbone(x)
+        else:
+            f = self.backbone(x)
+        return self.head(F.relu(self.fc(f)))
+
+
+def test_a_forward_that_turns_gradients_off_is_refused_not_trained_through():
+    # torch.fx does not record `with torch.no_grad()`: the traced graph would train the backbone
+    with pytest.raises(ConfigError, match=r"turns gradients off around backbone.0.bias, "
+                       r"backbone.0.weight.*requires_grad_\(False\)"):
+        MaskedNetwork(_NoGradBackbone("no_grad"), torch.randn(2, 12))
+    # frozen as the message says, the backbone stays as it was through DropNet's training
+    data = tiny_splits(lambda n, g: torch.randn(n, 12, generator=g))
+    torch.manual_seed(0)
+    model = _NoGradBackbone("requires_grad")
+    run = DropNet(model, data, DropNetConfig(until=None, max_rounds=1))
+    run.run()
+    assert torch.equal(run.weights[0]["net.backbone.0.weight"], model.backbone[0].weight)
+    assert not torch.equal(run.weights[0]["net.fc.weight"], model.fc.weight)
+
+
+def test_a_model_failing_on_the_example_names_the_layer_and_its_error(capfd):
+    with pytest.raises(ConfigError, match=r"at fc1 \(RuntimeError: mat1 and mat2 shapes cannot "
+                       r"be multiplied \(2x16 and 12x10\)\)") as info:
+        MaskedNetwork(_Options(), torch.randn(2, 16))
+    assert "\n" not in str(info.value)
+    assert capfd.readouterr().err == ""  # no traceback printed beside the one-line error
 
 
 # ----------------------------------------------------------------- 1. output layers
@@ -408,6 +541,27 @@ def test_macs_count_conv1d_transposed_conv_and_lstm_layers():
     lstm = um.LSTMClassifier()
     # proj: 8 steps x 6 x 8; LSTM: 8 steps x 4 x 10 x (8 + 10); head: 10 x 3
     assert count_params_macs(lstm, torch.randn(2, 8, 6))[1] == 8 * 48 + 8 * 4 * 10 * 18 + 30
+
+
+class _Attention(nn.Module):
+    def __init__(self, need_weights: bool):
+        super().__init__()
+        self.need_weights = need_weights
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        return self.attn(x, x, x, need_weights=self.need_weights)[0].mean(1)
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_macs_count_attention_in_its_fused_and_plain_forms(need_weights):
+    # 7 tokens of width 8: Q, K, V projections 3 x 7 x 8 x 8; scores 7 x 7 x 8; weighted sum of V
+    # 7 x 7 x 8; output projection 7 x 8 x 8 (the fused eval kernel used to count 0 for the middle)
+    want = 3 * 7 * 64 + 2 * 7 * 7 * 8 + 7 * 64
+    assert count_params_macs(_Attention(need_weights), torch.randn(3, 7, 8))[1] == want
+    encoder = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    # the same attention, then the feed-forward block: 7 x 8 x 16 twice
+    assert count_params_macs(encoder, torch.randn(3, 7, 8))[1] == want + 2 * 7 * 8 * 16
 
 
 @pytest.mark.parametrize("cls", [um.MiniMobileNetV2, um.DepthwiseSeparable, um.SmallResNet,

@@ -95,7 +95,7 @@ def find_prunable_layers(model: nn.Module) -> tuple[str, ...]:
     if declared is not None:
         return tuple(declared)
     from ..pruning.discovery import discover, no_layers_error
-    from ..pruning.masks import traced_graphs
+    from ..pruning.tracing import traced_graphs
 
     found = discover(model, traced_graphs(model))
     if not found.layers:

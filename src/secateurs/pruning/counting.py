@@ -3,8 +3,9 @@
 MACs per input sample are half the floating-point operations that PyTorch's own
 ``torch.utils.flop_counter.FlopCounterMode`` counts for one forward pass in eval mode (matrix
 products and convolutions of every kind: Linear, Conv1d/2d/3d, ConvTranspose, grouped and
-depthwise convolutions, GRU / RNN cells, attention), plus LSTMs, whose fused kernel the counter
-does not see: 4 x hidden x (input + hidden) per step, layer and direction (also for a masked
+depthwise convolutions, GRU / RNN cells, attention, also where a fused kernel runs it), plus
+LSTMs, whose fused kernel the counter does not see: 4 x hidden x (input + hidden) per step, layer
+and direction (also for a masked
 LSTM, whose ``RecurrentUnits`` runs the same products layer by layer). Elementwise ops,
 normalisation and pooling are not counted. Parameters are all of the module's parameters
 (weights, biases, normalisation affine terms; shared ones once), not buffers.
@@ -13,6 +14,7 @@ normalisation and pooling are not counted. Parameters are all of the module's pa
 from __future__ import annotations
 
 import functools
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,15 +26,41 @@ if TYPE_CHECKING:
 
 
 def _run_eval(module: nn.Module, example_input: torch.Tensor):
-    """One forward in eval mode without gradients; training flags are restored afterwards."""
+    """One forward in eval mode without gradients; training flags are restored afterwards.
+
+    Attention's fused inference kernel (``nn.MultiheadAttention`` and the transformer layers in
+    eval mode without gradients) is invisible to the counter: it is turned off for the pass, so
+    that attention runs as the matrix products the counter sees."""
     modes = [(m, m.training) for m in module.modules()]
+    mha = getattr(torch.backends, "mha", None)
+    fast = mha.get_fastpath_enabled() if mha is not None else None
     module.eval()
     try:
+        if mha is not None:
+            mha.set_fastpath_enabled(False)
         with torch.no_grad():
             return module(example_input)
     finally:
+        if mha is not None:
+            mha.set_fastpath_enabled(fast)
         for m, mode in modes:
             m.training = mode
+
+
+def _attention_flops(query_shape, key_shape, value_shape, *_args, out_shape=None, **_kwargs):
+    """Q K^T and the weighted sum of V: q (..., L, E), k (..., S, E), v (..., S, Ev)."""
+    *batch, length, e = query_shape
+    return 2 * math.prod(batch) * length * key_shape[-2] * (e + value_shape[-1])
+
+
+@functools.cache
+def _missing_formulas() -> dict:
+    """Formulas the counter lacks: CPU's fused attention (``F.scaled_dot_product_attention``,
+    which ``nn.MultiheadAttention`` calls), counted as the products it fuses."""
+    from torch.utils import flop_counter
+
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    return {} if op is None or op in flop_counter.flop_registry else {op: _attention_flops}
 
 
 @functools.cache
@@ -80,7 +108,7 @@ def measure(module: nn.Module, example_input: torch.Tensor):
             ):
                 handles.append(m.register_forward_hook(count))
     try:
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping=_missing_formulas()) as counter:
             output = _run_eval(module, example_input)
     finally:
         for h in handles:

@@ -25,7 +25,8 @@ from ..training.hook import (
     check_score_inputs,
     resolve_train_fn,
 )
-from ..training.trainer import resolve_device
+from ..training.seeding import seeded_global_rng
+from ..training.trainer import check_logits, resolve_device
 from .importance import unit_scores
 from .masks import MaskedNetwork
 from .metrics import get_metric
@@ -158,6 +159,11 @@ class DropNet:
         else:
             model = _private_copy(model)
         self.masked = MaskedNetwork(model, data.x_train[:2])
+        mode = self.masked.training
+        with torch.no_grad():  # cross-entropy, the records and the scores need (N, classes)
+            example = data.x_train[:2]
+            check_logits(self.masked.eval()(example), data.num_classes, len(example))
+        self.masked.train(mode)
         self.initial = _state_to_cpu(self.masked.weight_state_dict())
         self.generator = torch.Generator().manual_seed(seed)  # ties and random metrics
         self.round = 0
@@ -210,7 +216,9 @@ class DropNet:
                     for k, m in self.masked.mask_modules().items()}
 
         before = masks()
-        output = self.train_fn(self.masked, self.round_info())
+        info = self.round_info()
+        with seeded_global_rng(info.seed, info.device):  # a hook's DataLoader, dropout, random
+            output = self.train_fn(self.masked, info)
         after = masks()
         changed = [k for k in before if not torch.equal(before[k], after[k])]
         if changed:
@@ -332,11 +340,29 @@ class DropNet:
             device = next(self.masked.parameters()).device
             self.masked.load_weight_state_dict({k: v.to(device) for k, v in self.initial.items()})
         elif self.config.reset == "random":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed * 100_003 + 50_000 + self.round)
-                for module in self.masked.modules():
-                    if module is not self.masked and hasattr(module, "reset_parameters"):
-                        module.reset_parameters()
+            self._reset_randomly()
+
+    def _reset_randomly(self) -> None:
+        """Re-draw every weight its module knows how to initialise (``reset_parameters``, or
+        ``_reset_parameters`` as attention layers and transformers have), children before their
+        parents as at construction; what no module re-draws (a bare ``nn.Parameter`` such as a
+        class token, a buffer of the user's) and every frozen parameter (``requires_grad=False``:
+        a pretrained part) go back to their values in θ0."""
+        named = [(n, m) for n, m in self.masked.named_modules() if m is not self.masked]
+        redrawn: set[str] = set()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 100_003 + 50_000 + self.round)
+            for name, module in reversed(named):
+                init = getattr(module, "reset_parameters", None)
+                init = init if callable(init) else getattr(module, "_reset_parameters", None)
+                if callable(init):
+                    init()
+                    redrawn.update(f"{name}.{key}" for key in module.state_dict())
+        frozen = {k for k, p in self.masked.named_parameters() if not p.requires_grad}
+        rest = {k: v for k, v in self.initial.items() if k not in redrawn or k in frozen}
+        if rest:
+            device = next(self.masked.parameters()).device
+            self.masked.load_state_dict({k: v.to(device) for k, v in rest.items()}, strict=False)
 
     # -- the driver ---------------------------------------------------------------------------
     def run(

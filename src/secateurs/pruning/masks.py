@@ -28,7 +28,6 @@ from collections.abc import Iterable, Mapping
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
 from torch.utils import _pytree as pytree
 
 from ..errors import ConfigError
@@ -43,6 +42,7 @@ from .recurrent import (
     layer_names,
     resolve,
 )
+from .tracing import check_gradients_survive, propagate_shapes, traced_graphs
 
 __all__ = [
     "MASKS_ATTR", "ChannelFlow", "MaskedNetwork", "UnitMask", "is_zero_preserving",
@@ -115,80 +115,6 @@ def select_output(out, rule: int | str | None = None) -> torch.Tensor:
 
 def _mask_key(layer: str) -> str:
     return layer.replace(".", "__")
-
-
-def _trace(model: nn.Module, training: bool) -> fx.Graph:
-    """The model's graph with ``self.training`` read as ``training`` (modes restored after)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.train(training)
-    try:
-        return fx.Tracer().trace(model)
-    except Exception as exc:  # fx raises many types (TraceError, TypeError, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ConfigError(
-            f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: "
-            f"{first[:200]}); masks need a forward pass without data-dependent Python control flow"
-        ) from exc
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-def _resolves(root: nn.Module, target: str) -> bool:
-    obj = root
-    for part in target.split("."):
-        if not hasattr(obj, part):
-            return False
-        obj = getattr(obj, part)
-    return True
-
-
-def _graph_module(source: nn.Module, root: nn.Module, graph: fx.Graph) -> fx.GraphModule:
-    """A GraphModule over ``graph`` whose attributes come from ``root``; anything ``root`` lacks is
-    first copied (by reference) from ``source`` into ``root``, so both share every module."""
-    from torch.fx.graph_module import _copy_attr
-
-    for node in graph.nodes:
-        if node.op in ("call_module", "get_attr") and not _resolves(root, str(node.target)):
-            _copy_attr(source, root, str(node.target))
-    return fx.GraphModule(root, graph, class_name=type(source).__name__)
-
-
-def traced_graphs(model: nn.Module) -> list[fx.GraphModule]:
-    """The model traced in eval mode, and in train mode too if its forward differs (the second
-    shares every module of the first)."""
-    eval_graph, train_graph = _trace(model, False), _trace(model, True)
-    gm = fx.GraphModule(model, eval_graph, class_name=type(model).__name__)
-    if train_graph.python_code("self").src == eval_graph.python_code("self").src:
-        return [gm]
-    return [gm, _graph_module(model, gm, train_graph)]
-
-
-def propagate_shapes(gm: fx.GraphModule, example_input: torch.Tensor, training: bool = False):
-    """Annotate every node with its output shape by running ``example_input`` once, without
-    gradients and without changing any buffer (BatchNorm statistics) or the random state;
-    returns the output."""
-    modes = {name: m.training for name, m in gm.named_modules()}
-    saved = {k: v.detach().clone() for k, v in gm.state_dict().items()} if training else {}
-    if training and example_input.shape[0] < 2:  # BatchNorm needs two samples in train mode
-        example_input = torch.cat([example_input, example_input])
-    gm.train(training)
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            return ShapeProp(gm).propagate(example_input)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ConfigError(
-            f"the model fails on an example input of shape {tuple(example_input.shape)} "
-            f"{'in train mode ' if training else ''}({type(exc).__name__}: {first[:200]})"
-        ) from exc
-    finally:
-        for name, m in gm.named_modules():
-            m.training = modes.get(name, m.training)
-        if saved:
-            with torch.no_grad():
-                for k, v in gm.state_dict().items():
-                    v.copy_(saved[k])
 
 
 def _is_tail_op(node: fx.Node, gm: fx.GraphModule, calls, on_dim1: bool) -> bool:
@@ -345,6 +271,7 @@ class MaskedNetwork(nn.Module):
         check_declared(model, layers, graphs)
         for i, g in enumerate(graphs):
             propagate_shapes(g, example_input, training=bool(i))
+        check_gradients_survive(model, gm, example_input)
         masks = nn.ModuleDict()
         recurrent = set()
         for layer in layers:

@@ -160,6 +160,14 @@ class StackedNetwork(nn.Module):
         for i, m in enumerate(models[1:], 1):
             if {k: tuple(v.shape) for k, v in m.state_dict().items()} != shapes0:
                 raise ConfigError(f"model {i} has other tensor shapes than model 0")
+        owners: dict[int, str] = {}
+        for name, param in models[0].named_parameters(remove_duplicate=False):
+            if id(param) in owners:  # stacked per module, it would become two parameters
+                raise LockstepUnsupported(
+                    f"lockstep cannot batch tied weights: {owners[id(param)]!r} and {name!r} are "
+                    "one parameter"
+                )
+            owners[id(param)] = name
         self.graph = graph
         self.k = len(models)
         self.ops = nn.ModuleDict()

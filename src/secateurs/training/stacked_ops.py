@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 from .fused_chain import Stage
+from .seeding import dropout_seed
 
 
 class LockstepUnsupported(ConfigError):
@@ -342,12 +343,6 @@ for _cls in _BN_DIMS:
 
 
 # -- Dropout: each network draws its own masks from its own generator ---------------------------
-def dropout_seed(seed: int) -> int:
-    """The seed of a network's dropout generator, derived from its training seed (a separate
-    stream from its data order, which ``seed`` itself seeds)."""
-    return (int(seed) * 6364136223846793005 + 1442695040888963407) % 2**63
-
-
 class DropoutGenerators:
     """One generator per network of a stack, shared by every dropout op of that network, created
     on the device of the first tensor drawn for (seeded from ``seeds``). A network's masks depend

@@ -20,6 +20,7 @@ from .augment import augment_batch, check_augmentable
 from .config import TrainConfig
 from .progress import progress_bar
 from .schedules import learning_rate, schedule_is_constant, set_learning_rate
+from .seeding import seeded_global_rng
 
 
 @dataclass
@@ -149,6 +150,28 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> 
     return torch.cat(out)
 
 
+def check_logits(logits: object, num_classes: int, batch: int) -> None:
+    """Refuse, in one line, an output cross-entropy cannot train: anything but (batch, classes)
+    logits (a squeezed single logit, per-token outputs, a tuple the trainer cannot pick from)."""
+    if isinstance(logits, torch.Tensor) and tuple(logits.shape) == (batch, num_classes):
+        return
+    if not isinstance(logits, torch.Tensor):
+        got = f"a {type(logits).__name__}, not a tensor"
+        hint = "have forward return the logits (or pass the model to DropNet, which picks them out)"
+    else:
+        got = f"logits of shape {tuple(logits.shape)}"
+        if logits.dim() < 2 or logits.shape[-1] == 1:
+            hint = f"end with a layer of {num_classes} outputs, not one (squeezed) logit"
+        elif logits.dim() == 2 and logits.shape[0] == batch:
+            hint = f"its last layer has {logits.shape[1]} outputs; the data has {num_classes} classes"
+        else:
+            hint = "return one row of class scores per sample"
+    raise ConfigError(
+        f"the model returns {got} for a batch of {batch}; training with cross-entropy needs "
+        f"({batch}, {num_classes}) logits, one per class; {hint}"
+    )
+
+
 def train(
     model: nn.Module,
     data: DatasetSplits,
@@ -163,10 +186,25 @@ def train(
     Deterministic on CPU for a given seed: the data order (and, with ``config.augment``, each
     batch's crops and flips) comes from a generator seeded with ``seed`` (weights are whatever the
     model holds; seed its construction separately). The learning rate follows ``config``'s
-    schedule (``schedules.learning_rate``), set before every step.
+    schedule (``schedules.learning_rate``), set before every step. What the forward draws from
+    torch's global generator (dropout) is seeded from ``seed`` too (``seeding.seeded_global_rng``),
+    so a run does not depend on what ran before it in the process.
     """
     config = config or TrainConfig()
     device = resolve_device(config.device)
+    with seeded_global_rng(seed, device):
+        return _train(model, data, config, device, seed, progress, description)
+
+
+def _train(
+    model: nn.Module,
+    data: DatasetSplits,
+    config: TrainConfig,
+    device: torch.device,
+    seed: int,
+    progress: bool,
+    description: str,
+) -> TrainResult:
     model.to(device)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_val, y_val = data.x_val, data.y_val
@@ -198,6 +236,8 @@ def train(
                 if scheduled:
                     set_learning_rate(optimizer, learning_rate(config, epoch - 1, s, steps))
                 logits = model(xb)
+                if epoch == 1 and s == 0:
+                    check_logits(logits, data.num_classes, len(yb))
                 loss = F.cross_entropy(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
