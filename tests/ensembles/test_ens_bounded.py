@@ -155,3 +155,39 @@ def test_large_pool_300_models_is_fast_and_memory_bounded():
     assert all(lv.candidates <= 100 * 300 for lv in r.levels[1:])
     want = vote_slow(pool.selection.probs, pool.selection.labels, r.recommended.indices)
     assert r.recommended.selection_accuracy == pytest.approx(want)
+
+
+@pytest.mark.parametrize("metric", ["ck", "qs", "fk"])
+def test_a_full_focal_cache_keeps_what_it_holds_and_gives_the_same_teams(monkeypatch, metric):
+    """Levels visit focal models in index order: a cache that cleared itself when full missed
+    every lookup of every level (hundreds of models); one that keeps its first entries misses
+    only the others, and the teams are the same whatever it holds."""
+    from secateurs.ensembles import hq_bounded
+
+    calls = []
+    orig = hq_bounded.sample_stats
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(hq_bounded, "sample_stats", counting)
+    m, max_size = 12, 4
+    pool = _pool(8, m, 80, 4, copies=False)
+
+    def run(cache_bytes):
+        monkeypatch.setattr(hq_bounded, "_FOCAL_CACHE_BYTES", cache_bytes)
+        calls.clear()
+        result = select_team(pool, "hq", metric, variant="bounded", width=20, max_size=max_size)
+        return _levels(result), len(calls)
+
+    roomy, roomy_calls = run(1 << 30)
+    assert roomy_calls == m  # each focal model's statistics once
+    entry = m * m * 8 if metric in ("ck", "qs") else None  # the pair matrix alone
+    if entry is not None:
+        tight, tight_calls = run(5 * entry)  # room for 5 of the 12
+        assert tight == roomy
+        levels = len(roomy)
+        assert tight_calls == m + (levels - 1) * (m - 5)
+    none, _ = run(0)
+    assert none == roomy

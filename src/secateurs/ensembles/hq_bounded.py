@@ -29,7 +29,17 @@ import numpy as np
 
 from ..errors import ConfigError
 from .focal import normalise_focal
-from .metrics import DECIMALS, EMPTY_VALUE, NEEDS_LABELS, sample_stats, team_raw, to_score
+from .metrics import (
+    DECIMALS,
+    EMPTY_VALUE,
+    NEEDS_LABELS,
+    PAIRWISE,
+    pair_matrix,
+    pair_team_raw,
+    sample_stats,
+    team_raw,
+    to_score,
+)
 from .pool import PredictionPool
 from .results import Level, TeamStats
 from .teams import TooManyTeams, contains, drop_column, team_keys
@@ -37,6 +47,8 @@ from .voting import direct_correct_counts
 
 #: Metrics computed by the linear update (see the module docstring); others are slower.
 FAST_METRICS = ("kw", "gd", "bd", "en")
+#: The focal statistics cached across levels (see ``BoundedContext._focal_entry``).
+_FOCAL_CACHE_BYTES = 1 << 30
 #: Default beam width W: teams kept per size.
 DEFAULT_WIDTH = 100
 #: Default largest team size of bounded HQ when none is given: min(M - 1, this).
@@ -103,6 +115,7 @@ class BoundedContext:
         self.pool_accuracy = float(self.correct_counts(everyone)[0] / self.n)
         self._cor = {}
         self._stats: dict[int, object] = {}
+        self._cached_bytes = 0
 
     def correct_counts(self, members: np.ndarray) -> np.ndarray:
         return direct_correct_counts(self.split, members, self.vote, self.weights)
@@ -187,16 +200,27 @@ class BoundedContext:
             out[rows_t] = vals
         return out
 
-    def _focal_stats(self, f: int):
-        if f not in self._stats:
-            if len(self._stats) * self.num_models**2 * 8 * 3 > (1 << 30):
-                self._stats.clear()  # keep the cache under about 1 GiB
-            neg = np.flatnonzero(~self.correct[f])
-            self._stats[f] = sample_stats(
-                self.correct[:, neg], self.split.preds[:, neg], self.split.num_classes,
-                labels=self.metric in NEEDS_LABELS, patterns=self.metric == "en",
-            )
-        return self._stats[f]
+    def _focal_entry(self, f: int):
+        """Focal model ``f``'s statistics over its negative samples: for a pairwise metric the
+        [M, M] pair matrix itself (one array, not three, and not recomputed per call).
+
+        Levels visit the focal models in index order, so the cache keeps the first entries that
+        fit in about 1 GiB and computes the rest each time: clearing it when full made every
+        lookup of every level miss once the pool's statistics outgrew it (M > ~360)."""
+        entry = self._stats.get(f)
+        if entry is not None:
+            return entry
+        neg = np.flatnonzero(~self.correct[f])
+        st = sample_stats(
+            self.correct[:, neg], self.split.preds[:, neg], self.split.num_classes,
+            labels=self.metric in NEEDS_LABELS, patterns=self.metric == "en",
+        )
+        entry = pair_matrix(self.metric, st) if self.metric in PAIRWISE else st
+        size = _nbytes(entry)
+        if self._cached_bytes + size <= _FOCAL_CACHE_BYTES:
+            self._stats[f] = entry
+            self._cached_bytes += size
+        return entry
 
     def _generic_scores(self, cand: np.ndarray) -> np.ndarray:
         m = self.num_models
@@ -210,9 +234,17 @@ class BoundedContext:
         scores = np.empty(cand.shape)
         for f in np.unique(cand):
             rows, pos = np.nonzero(cand == f)
-            st = self._focal_stats(int(f))
-            scores[rows, pos] = to_score(self.metric, team_raw(self.metric, st, cand[rows], m))
+            entry = self._focal_entry(int(f))
+            raw = (pair_team_raw(entry, cand[rows]) if isinstance(entry, np.ndarray)
+                   else team_raw(self.metric, entry, cand[rows], m))
+            scores[rows, pos] = to_score(self.metric, raw)
         return scores
+
+
+def _nbytes(entry) -> int:
+    if isinstance(entry, np.ndarray):
+        return entry.nbytes
+    return sum(v.nbytes for v in vars(entry).values() if isinstance(v, np.ndarray))
 
 
 def _prune_order(div: np.ndarray, acc_of, n_prune: int) -> np.ndarray:

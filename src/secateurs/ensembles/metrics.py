@@ -246,6 +246,17 @@ def team_raw_members(metric: str, st: SampleStats, members: np.ndarray) -> np.nd
     return (np.minimum(lvec, size - lvec) @ st.pattern_weights) / (n * (size - np.ceil(size / 2)))
 
 
+def pair_team_raw(pairs: np.ndarray, members: np.ndarray, chunk: int = 1 << 14) -> np.ndarray:
+    """A pairwise metric's raw value for teams given as [T, S] member arrays, from its
+    ``pair_matrix`` (what ``team_raw_members`` computes, for a matrix kept between calls)."""
+    members = np.asarray(members, dtype=np.int64)
+    size = members.shape[1]
+    out = np.empty(members.shape[0])
+    for sl in chunks(members.shape[0], max(1, min(chunk, _CHUNK_ELEMENTS // max(size**2, 1)))):
+        out[sl] = _pair_sum(pairs, members[sl]) / (size * (size - 1))
+    return out
+
+
 def team_raw(
     metric: str, st: SampleStats, members: np.ndarray, num_models: int, chunk: int = 1 << 14
 ) -> np.ndarray:
