@@ -91,6 +91,17 @@ def test_help_lists_choices_and_marks_required_options(capsys, command, option, 
         assert "[required]" in block, block
 
 
+@pytest.mark.parametrize("argv", [
+    ["prune", "--model", "model-a", "--patience", "-1"],
+    ["train", "--model", "model-a", "--patience", "-1"],
+    ["sweep", "--model", "model-a", "--patience", "-3"],
+])
+def test_a_negative_patience_is_refused_as_a_bad_option(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'--patience'" in err and "greater than or equal to 0" in err
+
+
 @pytest.mark.parametrize("argv, bad", [
     (["prune", "--model", "model-a", "--reset", "zeros"], "zeros"),
     (["train", "--model", "model-a", "--optimizer", "adagrad"], "adagrad"),

@@ -114,7 +114,7 @@ def test_diversity_focal_gives_each_members_raw_values(pool_dir, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["select"], "--predictions DIR is required"),
+        (["select"], "Missing option '--predictions'"),
         (["select", "--predictions", "{missing}"], "does not exist"),
         (["select", "--predictions", "{dir}", "--metric", "zz"], "unknown diversity metric 'zz'"),
         (["select", "--predictions", "{dir}", "--beta", "1"], "beta must be in [0, 1)"),
@@ -124,7 +124,11 @@ def test_diversity_focal_gives_each_members_raw_values(pool_dir, capsys):
         (["select", "--predictions", "{dir}", "--vote", "avg"], "unknown voting rule"),
         (["select", "--predictions", "{dir}", "--method", "exhaustive", "--max-teams", "10"],
          "--max-size"),
-        (["diversity", "--predictions", "{dir}"], "--team NAME,NAME,... is required"),
+        (["diversity", "--predictions", "{dir}"], "Missing option '--team'"),
+        (["select", "--predictions", "{dir}", "--seed", "-1"], "'--seed'"),
+        (["select", "--predictions", "{dir}", "--max-teams", "0"], "'--max-teams'"),
+        (["select", "--predictions", "{dir}", "--resample", "--hq-variant", "bounded"],
+         "resample (--resample) is not available with bounded HQ (--hq-variant bounded)"),
         (["diversity", "--predictions", "{dir}", "--team", "alpha,nobody"], "unknown model 'nobody'"),
         (["diversity", "--predictions", "{dir}", "--team", "alpha"], "at least 2 models"),
         (["diversity", "--predictions", "{dir}", "--team", "alpha,alpha"], "names a model twice"),
@@ -132,7 +136,10 @@ def test_diversity_focal_gives_each_members_raw_values(pool_dir, capsys):
 )
 def test_user_errors_exit_non_zero_with_one_line(pool_dir, tmp_path, capsys, args, message):
     args = [a.format(dir=pool_dir, missing=tmp_path / "missing") for a in args]
-    assert main(args) != 0
+    code = main(args)
+    assert code != 0
+    if "Missing option" in message or message.startswith("'--"):
+        assert code == 2  # docs/cli.md: a bad or missing option exits 2
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert message in err

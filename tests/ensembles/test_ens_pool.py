@@ -140,6 +140,9 @@ def test_missing_folder_labels_and_pickles(tmp_path):
     np.save(tmp_path / "labels.npy", np.array([{"x": 1}] * 5, dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match="not a plain numeric"):
         load_predictions(tmp_path)
+    (tmp_path / "labels.npy").write_text("0,1,2,0,1\n")  # a text file named .npy
+    with pytest.raises(DataError, match="labels.npy: not a .npy file .*np.save"):
+        load_predictions(tmp_path)
     np.save(tmp_path / "labels.npy", np.zeros(5, dtype=np.float32))
     with pytest.raises(DataError, match="labels must be integers"):
         load_predictions(tmp_path)

@@ -284,3 +284,15 @@ def test_hq_computes_diversity_and_accuracy_only_for_generated_candidates(monkey
     assert seen["diversity"] == candidates
     assert seen["accuracy"] == candidates
     assert candidates < (2**12 - 12 - 2) / 4  # far fewer than every team of size 2..11
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(seed=-1), r"seed \(--seed\) must be an integer in \[0, 4294967295\], got -1"),
+    (dict(seed=2**32, method="random", size=2), r"got 4294967296"),
+    (dict(seed=1.5), r"got 1.5"),
+    (dict(max_teams=0), r"max_teams \(--max-teams\) must be at least 1, got 0"),
+    (dict(resample=True, variant="bounded"), r"not available with bounded HQ"),
+])
+def test_out_of_range_arguments_are_refused_before_any_work(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        select_team(_pool(0, 5, 40, 3), **kwargs)

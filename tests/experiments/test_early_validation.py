@@ -73,6 +73,9 @@ def test_the_builders_themselves_refuse_bad_options(spec):
         ),
         ({"executor": {"threads_per_task": 0}}, "'executor.threads_per_task': got 0"),
         ({"executor": {"gpus_per_task": -1}}, "'executor.gpus_per_task': got -1"),
+        ({"training": {"max_epochs": "3"}},
+         "'training.max_epochs': max_epochs must be an integer, got '3'"),
+        ({"training": {"lr": -1.0}}, "'training.lr': lr must be positive"),
     ],
 )
 def test_config_values_fail_in_validate(change, says):

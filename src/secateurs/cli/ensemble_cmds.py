@@ -58,9 +58,7 @@ def _table(console: Console, table: Table) -> None:
     print_table(str(table.title or ""), head, rows, right=right, out=console)
 
 
-def _load(predictions: Path | None, logits: bool) -> PredictionPool:
-    if predictions is None:
-        raise ConfigError("--predictions DIR is required (a folder of .npy predictions)")
+def _load(predictions: Path, logits: bool) -> PredictionPool:
     return load_predictions(predictions, logits=logits)
 
 
@@ -179,7 +177,7 @@ def _write_json(obj, indent: int | None = 2) -> None:
 
 @app.command("select")
 def select(
-    predictions: Path = typer.Option(None, "--predictions", help=PREDICTIONS_HELP),
+    predictions: Path = typer.Option(..., "--predictions", help=PREDICTIONS_HELP),
     metric: list[str] = typer.Option(
         None, "--metric", help=f"Diversity metric(s), repeat or comma-separate: {', '.join(METRICS)} "
         "(default gd).",
@@ -219,9 +217,10 @@ def select(
         False, "--resample", help="Focal metrics on 3 draws of 100 negatives (the reference's shortcut)."
     ),
     logits: bool = typer.Option(False, "--logits", help="Files hold logits: apply a softmax."),
-    seed: int = typer.Option(0, "--seed", help="Seed for --resample, k-means and random teams."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1,
+                             help="Seed for --resample, k-means and random teams."),
     max_teams: int = typer.Option(
-        DEFAULT_MAX_TEAMS, "--max-teams", help="Most teams held at once (per size for HQ)."
+        DEFAULT_MAX_TEAMS, "--max-teams", min=1, help="Most teams held at once (per size for HQ)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON on stdout."),
 ) -> None:
@@ -276,8 +275,8 @@ def select(
 
 @app.command("diversity")
 def diversity(
-    predictions: Path = typer.Option(None, "--predictions", help=PREDICTIONS_HELP),
-    team: str = typer.Option(None, "--team", help="Comma-separated model names, e.g. a,b,c."),
+    predictions: Path = typer.Option(..., "--predictions", help=PREDICTIONS_HELP),
+    team: str = typer.Option(..., "--team", help="Comma-separated model names, e.g. a,b,c."),
     focal: bool = typer.Option(
         False, "--focal", help="Also each member's raw metrics on its negatives (not normalised)."
     ),
@@ -285,8 +284,6 @@ def diversity(
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON on stdout."),
 ) -> None:
     """Every diversity metric's raw value for one team on the selection split."""
-    if not team:
-        raise ConfigError("--team NAME,NAME,... is required")
     pool = _load(predictions, logits)
     names = [t.strip() for t in team.split(",") if t.strip()]
     raw = team_diversity(pool, names)

@@ -39,7 +39,7 @@ def sweep(
     lr: float = typer.Option(0.1, help="Learning rate."),
     epochs: int = typer.Option(100, help="Maximum epochs per round."),
     batch_size: int = typer.Option(32, help="Mini-batch size."),
-    patience: int = typer.Option(5, help="Early-stopping patience (0: off)."),
+    patience: int = typer.Option(5, min=0, help="Early-stopping patience (0: off)."),
     optimizer: str = typer.Option("sgd", help="sgd or adam."),
     momentum: float = typer.Option(0.0, help="SGD momentum."),
     weight_decay: float = typer.Option(0.0, help="Weight decay."),

@@ -34,7 +34,9 @@ def train(
     lr: float = typer.Option(0.1, help="Learning rate."),
     epochs: int = typer.Option(100, help="Maximum epochs."),
     batch_size: int = typer.Option(32, help="Mini-batch size."),
-    patience: int = typer.Option(5, help="Early-stopping patience on validation loss (0: off)."),
+    patience: int = typer.Option(
+        5, min=0, help="Early-stopping patience on validation loss (0: off)."
+    ),
     optimizer: Optimizer = typer.Option("sgd", help="Optimizer."),
     momentum: float = typer.Option(0.0, help="SGD momentum."),
     weight_decay: float = typer.Option(0.0, help="Weight decay."),

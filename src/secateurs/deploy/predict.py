@@ -54,8 +54,16 @@ def load_deployed(path: str | Path) -> Deployed:
     if meta.get("format") == FORMAT:
         arch, _, _ = _read_architecture(path)
         return _single(load_exported(path), arch, path)
+    if meta.get("format") is None and path.name.startswith("round-"):
+        raise DataError(
+            f"{path} holds a pipeline task's masked weights, not a deployable network; make one "
+            "with `secateurs export-team RUN --members NAME` (or `secateurs export` for a prune "
+            "run)"
+        )
+    what = "no format" if meta.get("format") is None else f"format {meta.get('format')!r}"
     raise DataError(
-        f"{path} is neither a secateurs team file nor an export (format {meta.get('format')!r})"
+        f"{path} is neither a secateurs team file nor an export ({what} in its metadata; "
+        "expected one written by `secateurs export` or `secateurs export-team`)"
     )
 
 

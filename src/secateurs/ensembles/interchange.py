@@ -34,6 +34,16 @@ TEST_DIR = "test"
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read as .npy ({e})") from e
+    if magic != b"\x93NUMPY":  # numpy would call any other file "pickled data"
+        raise DataError(
+            f"{path}: not a .npy file (it does not start with the NumPy header; write it with "
+            "np.save)"
+        )
+    try:
         return np.load(path, allow_pickle=False)
     except ValueError as e:  # object arrays need pickle: refused
         raise DataError(f"{path}: not a plain numeric .npy array ({e})") from e

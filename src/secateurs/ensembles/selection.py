@@ -147,7 +147,7 @@ def _all_levels(ev: _Evaluator, max_size: int, max_teams: int,
         hint = f"--max-size {feasible}" if feasible else "a smaller pool"
         raise ConfigError(
             f"searching every team of size 2..{max_size} of {m} models means {total:,} teams, more "
-            f"than the limit of {max_teams:,}; use {hint} (max_size=...), or method 'hq'"
+            f"than the limit of {max_teams:,}; use {hint} (max_size in Python), or method 'hq'"
         )
     out = []
     members = np.arange(m, dtype=np.int64)[:, None]
@@ -462,6 +462,14 @@ def select_team(
     which ran. Baselines (``method`` random, rank, greedy, cluster) take ``criterion`` and a team
     ``size`` instead, ignore the metric, and return one SelectionResult.
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
+            0 <= int(seed) < 2**32):
+        raise ConfigError(f"seed (--seed) must be an integer in [0, 4294967295], got {seed!r}")
+    if max_teams is not None and int(max_teams) < 1:
+        raise ConfigError(f"max_teams (--max-teams) must be at least 1, got {max_teams}")
+    if resample and str(variant).lower() == "bounded":
+        raise ConfigError("resample (--resample) is not available with bounded HQ "
+                          "(--hq-variant bounded); use exact or auto")
     if str(method).lower() in BASELINE_METHODS:
         from .api import select_baseline
 

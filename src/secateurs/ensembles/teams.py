@@ -115,8 +115,8 @@ def next_level_candidates(
             raise TooManyTeams(
                 f"teams of size {size} number more than {max_teams:,} candidates; that is too "
                 "many to hold in memory and evaluate in reasonable time. Use a smaller "
-                "--max-size (max_size=...), a larger --beta, bounded HQ (--hq-variant bounded), "
-                "or raise --max-teams (max_teams=...)"
+                "--max-size (max_size in Python), a larger --beta, bounded HQ (--hq-variant "
+                "bounded), or raise --max-teams (max_teams)"
             )
         out.append(cand)
     # parents are in team index order and children extend them in order: already sorted

@@ -243,7 +243,9 @@ def validate(config: dict) -> dict:
     try:
         TrainConfig.from_dict(cfg["training"])
     except ConfigError as e:
-        raise ConfigError(f"config key 'training': {e}") from None
+        field = str(e).split(" ", 1)[0]  # TrainConfig's messages start with the setting
+        where = f"training.{field}" if field in cfg["training"] else "training"
+        raise ConfigError(f"config key {where!r}: {e}") from None
     if cfg["training"]["device"] not in ("cpu", "auto") and not str(
         cfg["training"]["device"]
     ).startswith("cuda"):

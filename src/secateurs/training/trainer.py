@@ -58,7 +58,8 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(
-            f"device {device!r} requested but CUDA is not available; use --device cpu"
+            f"device {device!r} requested but CUDA is not available; use the CPU (--device cpu, "
+            "or training.device: cpu in an experiment config)"
         )
     try:
         return torch.device(device)
