@@ -323,6 +323,65 @@ def test_a_model_failing_on_the_example_names_the_layer_and_its_error(capfd):
     assert capfd.readouterr().err == ""  # no traceback printed beside the one-line error
 
 
+class _TiedDecoder(nn.Module):
+    """Language-model style weight tying: the decoder's weight is the embedding's."""
+
+    def __init__(self, vocab=20, d=8):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.fc = nn.Linear(d, d)
+        self.mid = nn.Linear(d, 12)
+        self.back = nn.Linear(12, d)
+        self.dec = nn.Linear(d, vocab, bias=False)
+        self.dec.weight = self.emb.weight
+        self.head = nn.Linear(vocab, um.CLASSES)
+
+    def forward(self, x):
+        h = F.relu(self.fc(self.emb(x).mean(1)))
+        h = F.relu(self.back(F.relu(self.mid(h))))
+        return self.head(self.dec(h))
+
+
+class _TiedLayers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(12, 16)
+        self.fc2 = nn.Linear(16, 16)
+        self.fc3 = nn.Linear(16, 16)
+        self.fc3.weight = self.fc2.weight
+        self.head = nn.Linear(16, um.CLASSES)
+
+    def forward(self, x):
+        return self.head(F.relu(self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))))
+
+
+@pytest.mark.parametrize("cls,x,prunable,kept", [
+    (_TiedDecoder, torch.randint(0, 20, (4, 7)), ("fc", "mid"), "back"),
+    (_TiedLayers, torch.randn(4, 12), ("fc1",), "fc1"),
+])
+def test_tied_weights_stay_tied_and_export_never_grows(cls, x, prunable, kept):
+    masked = MaskedNetwork(cls(), x[:2])
+    assert set(prunable) <= set(masked.layers)
+    for layer, why in masked.skipped.items():
+        if layer in ("fc2", "fc3"):
+            assert "tied to" in why
+    masks = masked.get_masks()
+    for layer in masked.layers:
+        masks[layer][: len(masks[layer]) // 2] = False
+    masked.set_masks(masks)
+    result = export_pruned(masked, x[:2])
+    assert torch.allclose(result.module(x), masked.eval()(x), atol=1e-6)
+    assert result.params < result.params_before or not set(masked.layers) - {kept}
+    assert result.params <= result.params_before
+    # the layer feeding a tied consumer keeps its units (zeroed), and the tie survives export
+    assert any("tied to" in why for why in result.kept_because.get(kept, []))
+    module = result.module
+    if cls is _TiedDecoder:
+        assert module.dec.weight is module.emb.weight and module.back.out_features == 8
+    else:
+        assert module.fc2.weight is module.fc3.weight and module.fc1.out_features == 16
+
+
 # ----------------------------------------------------------------- 1. output layers
 @pytest.mark.parametrize(
     "cls,heads",

@@ -46,6 +46,23 @@ def _set(module: nn.Module, name: str, dim: int, keep: list[int]) -> None:
         setattr(module, name, new)
 
 
+def tied_modules(root: nn.Module) -> dict[str, list[str]]:
+    """Modules that hold a parameter another module holds too (tied weights: an embedding and
+    its decoder), each with the other holders' names. Slicing such a weight for one of them
+    would untie it, so their units and inputs are kept."""
+    owners: dict[int, list[str]] = {}
+    for name, module in root.named_modules():
+        for param in module.parameters(recurse=False):
+            holders = owners.setdefault(id(param), [])
+            if name not in holders:
+                holders.append(name)
+    out: dict[str, list[str]] = {}
+    for holders in owners.values():
+        for name in holders if len(holders) > 1 else ():
+            out.setdefault(name, []).extend(h for h in holders if h != name)
+    return out
+
+
 def is_depthwise(module: nn.Module) -> bool:
     """A convolution whose every output channel reads exactly its own input channel."""
     return (
