@@ -648,3 +648,12 @@ def test_coupled_groups_agree_with_torch_pruning(cls):
             groups.add(tuple(sorted(coupled, key=layers.index)))
     expected = sorted(groups, key=lambda g: layers.index(g[0]))
     assert MaskedNetwork(cls(), x).coupled_groups == expected
+
+
+def test_loading_a_custom_export_without_its_class_says_how(tmp_path):
+    masked = MaskedNetwork(_Options(), torch.randn(2, 12))
+    path = save_exported(tmp_path / "m.safetensors", export_pruned(masked, torch.randn(2, 12)))
+    with pytest.raises(ConfigError, match=r"custom model \(_Options, not one of `secateurs "
+                       r"models`\).*load_exported\(path, model=_Options\(...\)\)"):
+        load_exported(path)
+    assert isinstance(load_exported(path, model=_Options()), nn.Module)

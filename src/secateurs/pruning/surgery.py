@@ -546,9 +546,11 @@ def rebuild_exported(
     if model is None:
         spec = arch.get("model")
         if spec is None:
+            cls = arch.get("class") or "your model's class"
             raise ConfigError(
-                f"{arch_path} holds a custom model (no registry spec); pass model= built "
-                "exactly as before pruning"
+                f"{arch_path} holds a custom model ({cls}, not one of `secateurs models`), which "
+                f"only Python can rebuild: load_exported(path, model={cls}(...)) with the model "
+                "built exactly as before pruning"
             )
         from ..models import build_model
 
