@@ -19,7 +19,7 @@ from datafiles import (
 )
 
 from secateurs.data import download_dataset, load_dataset
-from secateurs.data.download import RemoteFile, extract_tar, fetch, mirror_urls
+from secateurs.data.download import RemoteFile, download_file, extract_tar, fetch, mirror_urls
 from secateurs.data.named import NAMED
 from secateurs.errors import DataError
 
@@ -222,3 +222,34 @@ def test_a_failed_download_keeps_what_was_there(tmp_path, http_server, monkeypat
     with pytest.raises(DataError):
         download_dataset("mnist", tmp_path / "data", mirror=http_server(folder))
     assert sorted(p.name for p in target.iterdir()) == ["README"]
+
+
+def test_a_connection_closed_mid_file_is_reported_as_such(tmp_path):
+    import http.server
+    import threading
+
+    body = bytes(range(256)) * 4  # 1,024 bytes sent of the 100,000 promised
+
+    class Short(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Short)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/f.bin"
+        remote = RemoteFile("f.bin", hashlib.sha256(body).hexdigest(), "sha256")
+        with pytest.raises(DataError, match="closed after 1,024 of 100,000 bytes"):
+            download_file(url, tmp_path / "f.bin", remote)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert list(tmp_path.iterdir()) == []  # nothing half-written

@@ -73,8 +73,8 @@ def test_threaded_decode_equals_serial(tmp_path):
     rng = np.random.default_rng(2)
     write_image_tree(tmp_path, random_tree(rng, per_class=400, shape=(4, 4, 3)))
     paths = sorted(tmp_path.rglob("*.png"))
-    serial = decode_images(paths, workers=1)
-    threaded = decode_images(paths, workers=3)
+    serial, _ = decode_images(paths, workers=1)
+    threaded, _ = decode_images(paths, workers=3)
     assert serial.shape == (1200, 3, 4, 4)
     assert np.array_equal(serial, threaded)
     np.testing.assert_array_equal(serial[5], np.asarray(Image.open(paths[5])).transpose(2, 0, 1))
@@ -134,3 +134,63 @@ def test_real_cifar_jpeg_test_set(cifar_jpeg_test_tree):
     # channel means of CIFAR-10 (JPEG copy) are near the published 0.49, 0.48, 0.45
     means = d.x_test.mean(dim=(0, 2, 3))
     assert torch.allclose(means, torch.tensor([0.49, 0.48, 0.45]), atol=0.02)
+
+
+def test_wide_gray_images_are_scaled_not_clipped(tmp_path):
+    sixteen = (np.arange(16, dtype=np.uint16).reshape(4, 4) * 4200)  # 0 .. 63,000
+    floats = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
+    for cls, arr in (("a", sixteen), ("b", floats)):
+        (tmp_path / "w" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(arr).save(tmp_path / "w" / cls / f"{i}.{'png' if cls == 'a' else 'tif'}")
+    source = load_image_folder(tmp_path / "w")
+    x = source.x_train.float()
+    assert source.x_train.shape == (6, 1, 4, 4)
+    assert torch.equal(x[0, 0].flatten(), torch.from_numpy(np.rint(sixteen / 257.0).ravel()).float())
+    assert torch.equal(x[3, 0].flatten(), torch.from_numpy(np.rint(floats * 255).ravel()).float())
+
+
+def test_hidden_and_empty_folders_are_not_classes_or_samples(tmp_path):
+    rng = np.random.default_rng(3)
+    write_image_tree(tmp_path / "p", random_tree(rng, classes=("cat", "dog"), per_class=5))
+    (tmp_path / "p" / "__MACOSX" / "cat").mkdir(parents=True)
+    (tmp_path / "p" / "__MACOSX" / "cat" / "._0000.png").write_bytes(b"\0\5\26\7")
+    (tmp_path / "p" / "empty").mkdir()
+    hidden = tmp_path / "p" / "cat" / ".ipynb_checkpoints"
+    hidden.mkdir()
+    Image.fromarray(rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)).save(hidden / "x.png")
+    source = load_image_folder(tmp_path / "p")
+    assert source.classes == ["cat", "dog"]
+    assert torch.bincount(source.y_train).tolist() == [5, 5]
+
+
+def test_a_class_named_train_is_a_class_and_train_alone_holds_the_classes(tmp_path):
+    rng = np.random.default_rng(4)
+    write_image_tree(tmp_path / "v", random_tree(rng, classes=("bus", "car", "train"), per_class=4))
+    assert load_image_folder(tmp_path / "v").classes == ["bus", "car", "train"]
+    write_image_tree(tmp_path / "only" / "train", random_tree(rng, classes=("a", "b"), per_class=4))
+    assert load_image_folder(tmp_path / "only").classes == ["a", "b"]
+    write_image_tree(tmp_path / "tv" / "train", random_tree(rng, classes=("a", "b"), per_class=4))
+    write_image_tree(tmp_path / "tv" / "val", random_tree(rng, classes=("a", "b"), per_class=2))
+    with pytest.raises(DataError, match="train/ and val/ but no test/"):
+        load_image_folder(tmp_path / "tv")
+
+
+def test_one_colour_mode_for_the_whole_dataset(tmp_path):
+    rng = np.random.default_rng(5)
+    gray = {c: [rng.integers(0, 256, (5, 5), dtype=np.uint8) for _ in range(3)] for c in "ab"}
+    colour = {c: [rng.integers(0, 256, (5, 5, 3), dtype=np.uint8) for _ in range(3)] for c in "ab"}
+    write_image_tree(tmp_path / "m" / "train", gray)
+    write_image_tree(tmp_path / "m" / "test", colour)
+    write_image_tree(tmp_path / "m" / "val", gray)
+    source = load_image_folder(tmp_path / "m")
+    assert source.x_train.shape[1:] == source.x_test.shape[1:] == (3, 5, 5)
+    first = source.x_train[0]  # gray replicated into the three channels, values kept
+    assert torch.equal(first[0], first[1]) and torch.equal(first[0], first[2])
+    assert torch.equal(first[0], torch.from_numpy(gray["a"][0]))
+    assert "val" in source.note and "not read" in source.note
+    # a gray image after a colour one in a single folder is replicated, not the colour one dropped
+    write_image_tree(tmp_path / "mixed", {"a": [colour["a"][0], gray["a"][0]], "b": colour["b"]})
+    mixed = load_image_folder(tmp_path / "mixed")
+    assert mixed.x_train.shape[1] == 3
+    assert torch.equal(mixed.x_train[0], torch.from_numpy(colour["a"][0].transpose(2, 0, 1)))

@@ -64,7 +64,7 @@ def test_object_arrays_are_refused(tmp_path):
         ({"x": np.zeros((10, 4, 4), np.uint8), "y": np.arange(9) % 2}, "10 images but 9 labels"),
         ({"x": np.zeros((10, 4), np.uint8), "y": np.arange(10) % 2}, "expected \\(N, H, W\\)"),
         ({"x": np.zeros((10, 4, 4), np.uint8), "y": np.arange(10) - 1}, "class indices >= 0"),
-        ({"x": np.zeros((10, 4, 4), np.uint8), "y": np.full(10, 0.5)}, "integer class indices"),
+        ({"x": np.zeros((10, 4, 4), np.uint8), "y": np.full(10, 0.5)}, r"whole numbers \(class indices\), found 0.5"),
         ({"images": np.zeros((10, 4, 4), np.uint8)}, "expected x_train, y_train"),
         (
             {
@@ -100,3 +100,17 @@ def test_relative_path_is_found_under_data_dir(tmp_path, monkeypatch):
     assert load_dataset("npz:d.npz", tmp_path / "sets").source == str(tmp_path / "sets" / "d.npz")
     with pytest.raises(DataError, match="not found"):
         load_dataset("npz:missing.npz", tmp_path / "sets")
+
+
+def test_files_that_are_not_npz_archives_say_what_they_are(tmp_path):
+    from secateurs.data.npz import load_npz
+
+    np.save(tmp_path / "a.npy", np.zeros((4, 2)))
+    with pytest.raises(DataError, match=r"a single .npy array, not an .npz archive"):
+        load_npz(tmp_path / "a.npy")
+    (tmp_path / "t.npz").write_text("x,y\n1,2\n")
+    with pytest.raises(DataError, match=r"not an .npz archive \(no zip header\)"):
+        load_npz(tmp_path / "t.npz")
+    np.savez(tmp_path / "s.npz", x=np.zeros((4, 3, 3)), y=np.int64(1))
+    with pytest.raises(DataError, match="the labels are a single number"):
+        load_npz(tmp_path / "s.npz")

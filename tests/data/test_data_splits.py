@@ -67,3 +67,22 @@ def test_digits_default_is_ten_percent_validation():
     d = load_dataset("digits")
     assert len(d.y_val) == pytest.approx(0.1 * (len(d.y_train) + len(d.y_val)), abs=1)
     assert d.note == "" and d.source == ""
+
+
+def test_a_class_of_one_sample_does_not_turn_stratification_off():
+    y = torch.tensor([0] * 40 + [1] * 40 + [2])
+    x = torch.arange(len(y)).float()[:, None]
+    x_rest, y_rest, x_part, y_part = stratified_split(x, y, 0.2, seed=0)
+    assert torch.bincount(y_part, minlength=3).tolist() == [8, 8, 0]
+    assert 2 in y_rest.tolist()  # the single sample stays in the first part
+    assert sorted(torch.cat([x_rest, x_part]).flatten().tolist()) == x.flatten().tolist()
+
+
+@pytest.mark.parametrize("labels,message", [
+    ([0, 1, 2, 3] * 10 + [10**9], r"labels go up to 1000000000 but only 5 distinct values"),
+    ([3] * 20, r"every sample has label 3; a classifier needs at least 2 classes"),
+])
+def test_labels_that_are_not_class_indices_are_refused(labels, message):
+    y = torch.tensor(labels)
+    with pytest.raises(DataError, match=message):
+        make_splits("d", torch.zeros(len(y), 2), y, None, None)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .download import offline
+from .idx import scan_idx_dir
 from .named import NAMED, how_to_get, locate
 
 
@@ -60,7 +61,8 @@ def list_datasets(data_dir: str | os.PathLike | None = None) -> list[DatasetInfo
             if not found.complete:
                 notes = [
                     f"{found.detail}: they are split into train / validation / test by "
-                    f"stratified fractions (loads as {ds.name}-t10k)"
+                    f"stratified fractions (loads as {ds.name}-"
+                    f"{'t10k' if scan_idx_dir(found.path).keys() == {'test'} else 'train-only'})"
                     if ds.kind == "idx"
                     else f"{found.detail}: cannot be loaded"
                 ]

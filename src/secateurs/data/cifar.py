@@ -185,7 +185,7 @@ def _class_names(folder: Path, fmt: str) -> list[str]:
         if isinstance(names, list) and len(names) == 10:
             return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
     if fmt == "bin" and (folder / "batches.meta.txt").is_file():
-        names = [n.strip() for n in (folder / "batches.meta.txt").read_text().splitlines()]
+        names = [n.strip() for n in (folder / "batches.meta.txt").read_text(errors="replace").splitlines()]
         names = [n for n in names if n]
         if len(names) == 10:
             return names

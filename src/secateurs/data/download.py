@@ -107,12 +107,19 @@ def download_file(url: str, dest: Path, remote: RemoteFile, timeout: float = TIM
         with response, atomic_path(dest) as tmp, open(tmp, "wb") as out:
             if bar:
                 bar[0].start()
+            received = 0
             while block := response.read(BLOCK):
                 out.write(block)
                 h.update(block)
+                received += len(block)
                 if bar:
                     bar[0].advance(bar[1], len(block))
             out.flush()
+            if total and total.isdigit() and received < int(total):  # read() does not raise
+                raise DataError(
+                    f"download of {url} failed: the connection closed after {received:,} of "
+                    f"{int(total):,} bytes (nothing was saved); try again"
+                )
             got = h.hexdigest()
             if got != remote.checksum.lower():
                 raise DataError(
@@ -194,8 +201,9 @@ def extract_tar(archive: Path, top: str, dest_dir: Path) -> Path:
                     with src, open(target, "wb") as f:
                         shutil.copyfileobj(src, f, BLOCK)
         except (tarfile.TarError, EOFError, OSError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DataError(
-                f"{archive} is not a readable tar archive ({e}); download it again"
+                f"{archive} is not a readable tar archive ({first}); download it again"
             ) from e
         if not (tmp_root / top).is_dir():
             raise DataError(f"{archive} holds no {top}/ folder")

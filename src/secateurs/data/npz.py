@@ -19,6 +19,18 @@ def load_npz(path: Path, name: str | None = None) -> Source:
     name = name or f"npz:{path.name}"
     if not path.is_file():
         raise DataError(f"npz file {path} does not exist")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic == b"\x93NUMPY":
+        raise DataError(
+            f"{path} is a single .npy array, not an .npz archive; save the arrays with "
+            "np.savez(path, x=..., y=...)"
+        )
+    if magic[:2] != b"PK":  # numpy would call any other file "pickled data"
+        raise DataError(
+            f"{path} is not an .npz archive (no zip header); save the arrays with "
+            "np.savez(path, x=..., y=...)"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = set(archive.files)

@@ -106,8 +106,14 @@ def labels_to_tensor(labels: np.ndarray, where: str) -> torch.Tensor:
         raise DataError(
             f"{where}: labels have shape {a.shape}; expected a 1-D array of class indices"
         )
-    if np.issubdtype(a.dtype, np.floating) and a.size and np.all(np.mod(a, 1) == 0):
-        a = a.astype(np.int64)
+    if np.issubdtype(a.dtype, np.floating) and a.size:
+        if np.all(np.mod(a, 1) == 0):
+            a = a.astype(np.int64)
+        else:
+            bad = a[~(np.mod(a, 1) == 0)][0]
+            raise DataError(
+                f"{where}: labels must be whole numbers (class indices), found {bad:g}"
+            )
     if not np.issubdtype(a.dtype, np.integer):
         raise DataError(f"{where}: labels have dtype {a.dtype}; expected integer class indices")
     if a.size and a.min() < 0:
@@ -118,6 +124,9 @@ def labels_to_tensor(labels: np.ndarray, where: str) -> torch.Tensor:
 def check_counts(
     where: str, images: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray
 ) -> None:
+    for what, a in (("images", images), ("labels", labels)):
+        if np.ndim(a) == 0:
+            raise DataError(f"{where}: the {what} are a single number, not an array of samples")
     if len(images) != len(labels):
         raise DataError(
             f"{where}: {len(images)} images but {len(labels)} labels; the image and label files "

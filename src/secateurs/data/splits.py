@@ -52,6 +52,25 @@ class DatasetSplits:
         }
 
 
+def check_labels(name: str, y: torch.Tensor, classes: list[str] | None = None) -> None:
+    """Labels must be class indices 0..C-1 of at least two classes: refuse IDs (one stray label
+    of 10**9 would size every per-class array by it) and single-class data up front."""
+    if len(y) == 0:
+        return
+    values = torch.unique(y)
+    top = int(values.max())
+    if top + 1 > 10 * len(values) + 1000:
+        raise DataError(
+            f"{name}: labels go up to {top} but only {len(values)} distinct values appear; labels "
+            "must be class indices 0..C-1 (map IDs to indices first)"
+        )
+    if len(values) < 2 and len(classes or []) < 2:
+        raise DataError(
+            f"{name}: every sample has label {int(values[0])}; a classifier needs at least 2 "
+            "classes"
+        )
+
+
 def stratified_split(
     x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -59,13 +78,19 @@ def stratified_split(
     if not 0.0 < fraction < 1.0:
         raise DataError(f"split fraction must be in (0, 1), got {fraction}")
     labels = y.numpy()
-    counts = np.bincount(labels)
-    stratify = labels if counts[counts > 0].min() >= 2 else None
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     idx = np.arange(len(labels))
+    # A class of one sample cannot be stratified: it stays in the first part, and the others are
+    # stratified as usual (rather than the whole split falling back to a plain random one).
+    single = counts[inverse] < 2
+    pool = idx[~single] if single.any() and (~single).sum() >= 2 else idx
+    stratify = labels[pool] if pool is not idx or not single.any() else None
     try:
-        rest, part = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+        rest, part = train_test_split(pool, test_size=fraction, random_state=seed, stratify=stratify)
     except ValueError:  # too few samples per class for a stratified split of that size
-        rest, part = train_test_split(idx, test_size=fraction, random_state=seed, stratify=None)
+        rest, part = train_test_split(pool, test_size=fraction, random_state=seed, stratify=None)
+    if pool is not idx:
+        rest = np.concatenate([rest, idx[single]])
     rest, part = np.sort(rest), np.sort(part)
     rest_t, part_t = torch.from_numpy(rest), torch.from_numpy(part)
     return x[rest_t], y[rest_t], x[part_t], y[part_t]
@@ -87,6 +112,7 @@ def make_splits(
     the validation split is always a stratified ``val_fraction`` of the training samples."""
     if len(x_train) != len(y_train):
         raise DataError(f"{name}: {len(x_train)} images but {len(y_train)} labels")
+    check_labels(name, y_train if y_test is None else torch.cat([y_train, y_test]), classes)
     if x_test is None or y_test is None:
         x_train, y_train, x_test, y_test = stratified_split(x_train, y_train, test_fraction, seed)
     elif len(x_test) != len(y_test):
