@@ -93,6 +93,28 @@ def test_tasks_run_with_their_own_thread_count_whatever_the_caller_has(monkeypat
     assert keys[1] == tasks.task_specs(validate(TINY))[0]["key"]
 
 
+def test_a_lockstep_tasks_key_names_its_companions_and_the_engine():
+    """Lockstep results may round differently with other companions (BatchNorm and convolution
+    kernels), so a task trained with other companions, or separately, is another task."""
+    def keys(change):
+        cfg = copy.deepcopy(TINY)
+        for section, values in change.items():
+            cfg[section] = {**cfg.get(section, {}), **values} if isinstance(values, dict) \
+                else values
+        return {(s["model"], s["seed"], s["metric"]): s["key"] for s in tasks.task_specs(validate(cfg))}
+
+    base = keys({})
+    fewer = keys({"dropnet": {"metrics": ["minimum"]}})
+    separate = keys({"dropnet": {"lockstep": False}})
+    other_member = keys({"pool": [TINY["pool"][0], {"model": "model-a:widths=5", "seeds": [3],
+                                                    "name": "fc5"}]})  # fc8's batch unchanged
+    run = ("model-a:widths=8-8", 0, "minimum")
+    assert fewer[run] != base[run]  # random_layer no longer trains beside it
+    assert separate[run] != base[run]
+    assert other_member[run] == base[run]
+    assert len(set(base.values())) == len(base)
+
+
 # -- kill and resume -----------------------------------------------------------------------------
 def _children(pid: int) -> list[int]:
     out = []

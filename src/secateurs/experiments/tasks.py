@@ -54,9 +54,20 @@ def task_specs(config: dict) -> list[dict]:
                 threads = config["executor"].get("threads_per_task", DEFAULT_THREADS)
                 if threads != DEFAULT_THREADS:  # float sums depend on it: part of the identity
                     spec["threads"] = threads
-                spec["key"] = task_key(spec)
                 spec["member"] = index
                 specs.append(spec)
+    if dn["lockstep"]:
+        # A run trained in lockstep can round differently with other companions (BatchNorm and
+        # convolution kernels pick their algorithm by the stacked width), and DropNet's choices
+        # can turn that into other drops: the companions are part of its identity, so that a
+        # folder never mixes runs from batches its config would not form.
+        together: dict[str, list[str]] = {}
+        for spec in specs:
+            together.setdefault(spec["model"], []).append(f"{spec['seed']}/{spec['metric']}")
+        for spec in specs:
+            spec["lockstep_with"] = sorted(together[spec["model"]])
+    for spec in specs:
+        spec["key"] = task_key(spec)
     return specs
 
 
