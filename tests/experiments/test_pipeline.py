@@ -1,6 +1,7 @@
 import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -222,3 +223,20 @@ def test_round_0_is_trained_once_per_member_so_every_metric_shares_it(first_run)
             j = next(i for i, s in enumerate(other["snapshots"]) if s["round"] == 0)
             assert np.array_equal(tasks[0]["val_probs"][first], other["val_probs"][j])
             assert np.array_equal(tasks[0]["test_probs"][first], other["test_probs"][j])
+
+
+def test_outputs_a_rerun_no_longer_asks_for_are_removed(first_run, tmp_path):
+    cfg, _ = first_run
+    optional = ("comparison.csv", "pareto.csv", "pareto.png", "diversity_vs_accuracy.png")
+    assert all((Path(cfg["output"]) / name).exists() for name in optional)
+    copy_dir = tmp_path / "run"
+    shutil.copytree(cfg["output"], copy_dir)
+    (copy_dir / "report.html").write_text("<html>an older report</html>")
+    again = copy.deepcopy(cfg)
+    again["output"] = str(copy_dir)
+    again["ensemble"] = {**again["ensemble"], "mixed_pool": False, "compare": False}
+    results = run_experiment(again, progress=False)
+    assert results["mixed"] is None
+    left = [name for name in (*optional, "report.html") if (copy_dir / name).exists()]
+    assert left == []
+    assert (copy_dir / "report.md").exists() and (copy_dir / "team_vs_pool.png").exists()

@@ -269,8 +269,19 @@ def _snapshot_links(snaps: list[Snapshot], y_val, y_test) -> dict[str, dict]:
     return links
 
 
+#: Outputs that only some configs write (compare, mixed_pool, report.html, a non-empty table):
+#: removed before each assembly, so that a rerun with them turned off leaves none of them stale.
+OPTIONAL_OUTPUTS = (
+    "comparison.csv", "pareto.csv", "report.html",
+    *(f"{fig}.{ext}" for fig in ("team_vs_pool", "accuracy_vs_cost", "diversity_vs_accuracy",
+                                 "pareto") for ext in ("png", "pdf")),
+)
+
+
 def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
     en, dn = config["ensemble"], config["dropnet"]
+    for name in OPTIONAL_OUTPUTS:
+        (out / name).unlink(missing_ok=True)
     snaps = _snapshots(config, out, specs)
     from .tasks import dataset_of
 
