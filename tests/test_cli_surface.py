@@ -126,6 +126,23 @@ def test_a_missing_required_option_is_one_line(capsys):
     assert err.count("\n") == 1 and "--model" in err
 
 
+@pytest.mark.parametrize("argv, code, says", [
+    (["select", "--predictions", "/nonexistent/pool", "--json"], 1, "/nonexistent/pool"),
+    (["select", "--json", "--predictions"], 2, "--predictions"),
+    (["train", "--model", "no-such-model", "--json"], 1, "no-such-model"),
+    (["prune", "--json", "--model", "model-a", "--reset", "zeros"], 2, "zeros"),
+])
+def test_with_json_an_error_is_one_object_on_stdout_too(capsys, argv, code, says):
+    assert main(argv) == code
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and says in captured.err
+    obj = json.loads(captured.out)  # a script reading stdout gets JSON whatever happened
+    assert obj == {"error": {"message": captured.err.strip().removeprefix("error: "),
+                             "exit_code": code}}
+    assert main([a for a in argv if a != "--json"]) == code
+    assert capsys.readouterr().out == ""  # without --json, stdout holds results only
+
+
 def default_sigint() -> None:
     """In the child: Ctrl-C's default action. A suite started in the background by a
     non-interactive shell ignores SIGINT, children inherit that, and Python then installs no
@@ -137,7 +154,7 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path):
     out = tmp_path / "study"
     proc = subprocess.Popen(
         [sys.executable, "-m", "secateurs", "prune", "--model", "model-a", "--epochs", "100000",
-         "--patience", "0", "--batch-size", "8", "--no-lockstep", "--out", str(out)],
+         "--patience", "0", "--batch-size", "8", "--no-lockstep", "--out", str(out), "--json"],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=default_sigint,
     )
@@ -161,6 +178,7 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path):
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted") and str(out) in last and "rerun the same command" in last
+    assert json.loads(stdout) == {"error": {"message": last, "exit_code": 130}}
 
 
 def test_warnings_are_one_plain_line(monkeypatch, capsys):

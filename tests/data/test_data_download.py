@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -149,9 +151,9 @@ def test_existing_verified_file_is_not_downloaded_again(tmp_path):
     ]
 
 
-def test_cifar_archive_is_downloaded_extracted_and_loaded(
-    tmp_path, http_server, monkeypatch, isolated_env
-):
+def serve_cifar_archive(tmp_path, monkeypatch):
+    """A small CIFAR-10 archive in ``tmp_path/mirror``, registered as the catalogue's file; the
+    mirror folder and the test batch."""
     rng = np.random.default_rng(0)
     train = [cifar_batch(rng, 10, i) for i in range(5)]
     test = cifar_batch(rng, 10)
@@ -166,10 +168,40 @@ def test_cifar_archive_is_downloaded_extracted_and_loaded(
         "cifar10",
         dataclasses.replace(NAMED["cifar10"], files=(RemoteFile("cifar-10-python.tar.gz", md5),)),
     )
+    return mirror, test
+
+
+def test_cifar_archive_is_downloaded_extracted_and_loaded(
+    tmp_path, http_server, monkeypatch, isolated_env
+):
+    mirror, test = serve_cifar_archive(tmp_path, monkeypatch)
     d = load_dataset("cifar10", mirror=http_server(mirror))
     assert d.source == str(isolated_env / "cifar10" / "cifar-10-batches-py")
     assert sorted(p.name for p in (isolated_env / "cifar10").iterdir()) == ["cifar-10-batches-py"]
     torch.testing.assert_close(d.x_test, torch.from_numpy(test[0]).float() / 255)
+
+
+def test_what_a_killed_download_left_is_removed_once_abandoned(
+    tmp_path, http_server, monkeypatch, isolated_env
+):
+    # SIGKILL runs no clean-up: the temporaries of a killed download and extraction stay behind.
+    mirror, _ = serve_cifar_archive(tmp_path, monkeypatch)
+    folder = isolated_env / "cifar10"
+    old_file = folder / ".cifar-10-python.tar.gz.k1ll3d00.secateurs-tmp"
+    old_dir = folder / ".cifar-10-batches-py.k1ll3d00.secateurs-tmp"
+    running = folder / ".cifar-10-python.tar.gz.running.secateurs-tmp"  # another process's
+    users = folder / ".cifar-10-python.tar.gz.mine.tmp"
+    (old_dir / "cifar-10-batches-py").mkdir(parents=True)
+    (old_dir / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"partial")
+    for p in (old_file, running, users):
+        p.write_bytes(b"partial")
+    an_hour_ago = time.time() - 3600
+    for p in (old_file, old_dir, users):
+        os.utime(p, (an_hour_ago, an_hour_ago))
+    load_dataset("cifar10", mirror=http_server(mirror))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["cifar-10-batches-py", running.name, users.name]
+    )
 
 
 @pytest.mark.parametrize("bad", ["../evil.txt", "cifar-10-batches-py/../../evil.txt", "other/x"])

@@ -8,7 +8,7 @@ import typer
 
 from ..errors import DataError
 from .main import app
-from .options import DataDir, JsonOut, print_json
+from .options import DataDir, Imports, JsonOut, print_json
 
 INDENT = " " * 4
 
@@ -38,7 +38,7 @@ def datasets(data_dir: Path = DataDir, json_out: bool = JsonOut) -> None:
 
 
 @app.command()
-def models(json_out: bool = JsonOut) -> None:
+def models(imports: list[str] = Imports, json_out: bool = JsonOut) -> None:
     """List the models that --model accepts.
 
     Each with its options (model:key=value,...)."""

@@ -7,6 +7,7 @@ Nothing here imports torch: command modules import the library inside their func
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import warnings
 
@@ -76,46 +77,58 @@ def _usage_error(e: Exception) -> str:
     return f"error: {text}{where}"
 
 
-def _interrupted() -> int:
+def _fail(message: str, code: int, as_json: bool) -> int:
+    """One line on stderr; with ``--json`` also one object on stdout, so that a script reading
+    stdout gets JSON whatever happened: ``{"error": {"message": ..., "exit_code": ...}}``."""
+    with contextlib.suppress(OSError):
+        typer.echo(message, err=True)
+        if as_json:
+            text = message.removeprefix("error: ")
+            sys.stdout.write(json.dumps({"error": {"message": text, "exit_code": code}}) + "\n")
+            sys.stdout.flush()
+    return code
+
+
+def _interrupted(as_json: bool) -> int:
     hint = state.resume_hint
     typer.echo("", err=True)
-    typer.echo(f"interrupted{'; ' + hint if hint else ''}", err=True)
-    return EXIT_INTERRUPTED
+    return _fail(f"interrupted{'; ' + hint if hint else ''}", EXIT_INTERRUPTED, as_json)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point (the console script exits with the returned code): user errors print one line
     and give a non-zero code, without a traceback; Ctrl-C gives 130 and says how to resume."""
     state.resume_hint = None
+    state.imports = []
+    args = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in args[: args.index("--") if "--" in args else None]
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
         try:
             _register_commands()
-            rv = app(args=argv, prog_name="secateurs", standalone_mode=False)
+            rv = app(args=args, prog_name="secateurs", standalone_mode=False)
         except KeyboardInterrupt:
-            return _interrupted()
+            return _interrupted(as_json)
         except SecateursError as e:
-            typer.echo(f"error: {e}", err=True)
-            return 1
+            return _fail(f"error: {e}", 1, as_json)
         except Exception as e:
             # click's or typer's own (typer >= 0.20 vendors click): Abort is Ctrl-C (or EOF) in
             # older versions; Exit carries a code; usage errors show themselves.
             name = type(e).__name__
             if name == "Abort":
-                return _interrupted()
+                return _interrupted(as_json)
             if name == "Exit":
                 return int(getattr(e, "exit_code", 0))
             if name == "NoArgsIsHelpError":  # plain `secateurs`: the help, as click shows it
                 typer.echo(e.format_message(), err=True)
                 return e.exit_code
             if hasattr(e, "format_message") and hasattr(e, "exit_code"):
-                typer.echo(_usage_error(e), err=True)
-                return e.exit_code
+                return _fail(_usage_error(e), e.exit_code, as_json)
             raise
     # In non-standalone mode typer returns exit codes instead of raising: Exit(130) is its
     # translation of KeyboardInterrupt; --help and --version return 0.
     if rv == EXIT_INTERRUPTED:
-        return _interrupted()
+        return _interrupted(as_json)
     return rv if isinstance(rv, int) else 0
 
 

@@ -55,6 +55,29 @@ Seed = typer.Option(0, "--seed", min=0, help="Seed for weights, data order and s
 JsonOut = typer.Option(
     False, "--json", help="Print a machine-readable summary on stdout (shapes: docs/cli.md)."
 )
+
+
+def _import_models(sources: list[str] | None) -> list[str]:
+    """Runs while the options are parsed, before the command: a --model naming the user's own
+    model is then checked like a zoo one."""
+    if sources:
+        from ..models.imports import import_models, resolve_sources
+
+        resolved = resolve_sources(sources)
+        import_models(resolved)
+        state.imports = [*state.imports, *(s for s in resolved if s not in state.imports)]
+    return sources or []
+
+
+Imports = typer.Option(
+    None,
+    "--import",
+    metavar="FILE.py|MODULE",
+    is_eager=True,
+    callback=_import_models,
+    help="Import a Python file or module first, so that the models it registers "
+    "(@secateurs.register_model) can be named by --model; repeatable (docs/export.md).",
+)
 Device = typer.Option(
     "auto", "--device", help="auto (cuda when available, else cpu), cpu, cuda or cuda:N."
 )

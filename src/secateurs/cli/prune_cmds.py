@@ -13,6 +13,7 @@ from .options import (
     Coupling,
     DataDir,
     Device,
+    Imports,
     JsonOut,
     Optimizer,
     Reset,
@@ -86,6 +87,7 @@ def prune(
         help="Train the runs together as one batched model (same results up to float rounding).",
     ),
     device: str = Device,
+    imports: list[str] = Imports,
     json_out: bool = JsonOut,
 ) -> None:
     """Run a DropNet study: every metric x seed, each round recorded.
@@ -189,6 +191,7 @@ def export(
         help="A .safetensors file (the architecture in its metadata), or a folder for "
         "model.safetensors + architecture.json.",
     ),
+    imports: list[str] = Imports,
     json_out: bool = JsonOut,
 ) -> None:
     """Export one recorded round as a physically smaller network.

@@ -8,9 +8,11 @@ from typing import Any
 
 import typer
 
+from . import state
 from .main import app
 from .options import (
     Executor,
+    Imports,
     JsonOut,
     announce,
     console,
@@ -105,6 +107,7 @@ def run(
     executor: Executor = ExecutorOpt,
     workers: int = WorkersOpt,
     ray_address: str = RayOpt,
+    imports: list[str] = Imports,
     json_out: bool = JsonOut,
 ) -> None:
     """Run or resume an experiment from a YAML config.
@@ -112,7 +115,9 @@ def run(
     Pruned pools, HQ teams, tables and a report; rerun to resume."""
     from ..experiments.config import load_config
 
-    _run(_override(load_config(config), out, executor, workers, ray_address), json_out)
+    cfg = load_config(config)
+    cfg["imports"] = [*cfg["imports"], *(s for s in state.imports if s not in cfg["imports"])]
+    _run(_override(cfg, out, executor, workers, ray_address), json_out)
 
 
 @app.command()

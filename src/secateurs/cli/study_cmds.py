@@ -9,7 +9,7 @@ import typer
 
 from ..errors import ConfigError
 from .main import app
-from .options import DataDir, Device, JsonOut, console, out_dir, print_json, train_config
+from .options import DataDir, Device, Imports, JsonOut, console, out_dir, print_json, train_config
 
 
 @app.command()
@@ -48,6 +48,7 @@ def sweep(
         True, "--lockstep/--no-lockstep", help="Train every p's runs together as one batch."
     ),
     device: str = Device,
+    imports: list[str] = Imports,
     json_out: bool = JsonOut,
 ) -> None:
     """DropNet at several fractions p: accuracy and training FLOPs spent per size (sweep.md)."""
@@ -107,6 +108,7 @@ def interpret(
     seed: int = typer.Option(None, "--seed", help="Which seed's run (default the first)."),
     round_: int = typer.Option(None, "--round", help="Which round (default the run's last)."),
     out: Path = typer.Option(None, "--out", help="Output folder (default RUN/interpret)."),
+    imports: list[str] = Imports,
     json_out: bool = JsonOut,
 ) -> None:
     """Figures on what a DropNet study pruned: widths, scores, first-layer units, live inputs."""

@@ -8,10 +8,7 @@ import typer
 
 from ..errors import ConfigError
 from .main import app
-
-# (defined here rather than taken from .options, which imports torch, so that --help stays fast)
-JsonOut = typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")
-DataDir = typer.Option(None, "--data-dir", help="Folder holding the dataset's files.")
+from .options import DataDir, Imports, JsonOut
 
 
 @app.command("export-team")
@@ -33,6 +30,7 @@ def export_team(
     vote: str = typer.Option(
         None, "--vote", help="soft, weighted, plurality or majority (default: the run's)."
     ),
+    imports: list[str] = Imports,
     json_out: bool = JsonOut,
 ) -> None:
     """Write one file holding a team's physically pruned members and its vote rule."""
@@ -68,6 +66,7 @@ def predict(
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="As in the run's dataset."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="As in the run's dataset."),
     batch_size: int = typer.Option(2048, "--batch-size", min=1, help="Samples per forward pass."),
+    imports: list[str] = Imports,
     json_out: bool = JsonOut,
 ) -> None:
     """Run a team file or an export on a dataset split and report its accuracy."""

@@ -10,6 +10,7 @@ from .main import app
 from .options import (
     DataDir,
     Device,
+    Imports,
     JsonOut,
     Optimizer,
     Seed,
@@ -47,6 +48,7 @@ def train(
     milestones: str = Milestones,
     augment: bool = Augment,
     device: str = Device,
+    imports: list[str] = Imports,
     json_out: bool = JsonOut,
 ) -> None:
     """Train one model; write its weights and metrics.

@@ -9,6 +9,7 @@ name. ``$SECATEURS_MIRROR`` (or the ``mirror`` argument) replaces the public mir
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import http.client
 import logging
@@ -17,13 +18,14 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import DataError
-from ..io import atomic_path
+from ..io import TMP_SUFFIX, atomic_path
 
 log = logging.getLogger("secateurs.data")
 
@@ -31,6 +33,9 @@ MIRROR_ENV = "SECATEURS_MIRROR"
 OFFLINE_ENV = "SECATEURS_OFFLINE"
 TIMEOUT_S = 30.0
 BLOCK = 1 << 20
+# A download or extraction writes its temporary at least once per TIMEOUT_S (a read that waits
+# longer fails and removes it), so one untouched this long belongs to a killed process.
+ABANDONED_S = 20 * TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,27 @@ def _progress(total: int | None, label: str):
         transient=True,
     )
     return progress, progress.add_task(label, total=total)
+
+
+def remove_abandoned(folder: Path, name: str, older_than_s: float = ABANDONED_S) -> list[Path]:
+    """Remove the temporaries that a killed download or extraction of ``name`` left in ``folder``
+    (a SIGKILL runs no clean-up): ours only, and only once untouched for ``older_than_s``, so a
+    download still running in another process keeps its file."""
+    removed = []
+    now = time.time()
+    for p in Path(folder).glob(f".{glob.escape(name)}.*{TMP_SUFFIX}"):
+        try:
+            if p.is_symlink() or now - p.stat().st_mtime < older_than_s:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        except OSError:  # gone already, or not ours to remove: leave it
+            continue
+        log.info("removed %s, left by an interrupted download", p)
+        removed.append(p)
+    return removed
 
 
 def download_file(url: str, dest: Path, remote: RemoteFile, timeout: float = TIMEOUT_S) -> Path:
@@ -148,6 +174,7 @@ def fetch(
     out = []
     for remote in files:
         dest = dest_dir / remote.filename
+        remove_abandoned(dest_dir, remote.filename)
         if dest.is_file() and file_digest(dest, remote.algo) == remote.checksum.lower():
             out.append(dest)
             continue
@@ -175,7 +202,8 @@ def extract_tar(archive: Path, top: str, dest_dir: Path) -> Path:
     ``..`` components.
     """
     final = Path(dest_dir) / top
-    tmp_root = Path(tempfile.mkdtemp(prefix=f".{top}.", dir=dest_dir))
+    remove_abandoned(dest_dir, top)
+    tmp_root = Path(tempfile.mkdtemp(prefix=f".{top}.", suffix=TMP_SUFFIX, dir=dest_dir))
     try:
         try:
             with tarfile.open(archive, "r:*") as tar:

@@ -155,7 +155,7 @@ def export_team_from_run(
     if (row is None) == (members is None):
         raise ConfigError("give exactly one of --row ID or --members NAME,NAME,...")
     results = read_run(run)
-    config = load_config(run / "config.yaml")
+    config = load_config(run / "config.yaml", imports=False)
     chosen = None
     if row is not None:
         rows = team_rows(results)

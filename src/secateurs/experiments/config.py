@@ -15,6 +15,7 @@ import yaml
 from ..errors import ConfigError
 from ..io import write_text
 from ..models import list_models, parse_model_spec
+from ..models.imports import import_models, resolve_sources
 from ..pruning.metrics import METRICS
 from ..training import TrainConfig
 
@@ -27,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "name": "experiment",
     "seed": 0,
     "output": "runs/experiment",
+    "imports": [],
     "dataset": {"spec": "digits", "data_dir": None, "val_fraction": 0.1, "test_fraction": 0.2},
     "pool": [],
     "dropnet": {
@@ -151,9 +153,31 @@ def _check_model_names(cfg: dict) -> None:
         seen.add(name)
 
 
+def _imports(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise _fail("imports", value, "a list of Python files (nets.py) or modules (mypkg.nets)")
+    return [v.strip() for v in value]
+
+
+def import_config_models(config: dict, base: str | Path | None = None) -> dict:
+    """Import the files and modules the config's ``imports`` names, so that the models they
+    register can be named in its pool; files relative to ``base`` (the config file's folder;
+    default the working directory) become absolute, for resumes and worker processes. Only
+    for a config the user runs: a saved one (a run folder's) is never imported from."""
+    if not isinstance(config, dict) or not config.get("imports"):
+        return config
+    config = {**config, "imports": resolve_sources(_imports(config["imports"]), base)}
+    import_models(config["imports"])
+    return config
+
+
 def validate(config: dict) -> dict:
-    """Fill defaults and check every value; returns the resolved config."""
+    """Fill defaults and check every value; returns the resolved config. The pool's models must
+    be registered: :func:`import_config_models` first for a config that imports its own."""
     cfg = _merge(DEFAULTS, config, "")
+    cfg["imports"] = _imports(cfg["imports"])
     if not isinstance(cfg["name"], str) or not cfg["name"]:
         raise _fail("name", cfg["name"], "a non-empty string")
     _number("seed", cfg["seed"], 0, 2**31 - 1, integer=True)
@@ -186,7 +210,10 @@ def validate(config: dict) -> dict:
         model = entry.get("model")
         if not isinstance(model, str) or parse_model_spec(model)[0] not in known:
             raise _fail(
-                f"{where}.model", model, f"one of {', '.join(sorted(known))} (with options)"
+                f"{where}.model",
+                model,
+                f"one of {', '.join(sorted(known))} (with options), or a model of your own "
+                "registered by a file or module the config's imports name",
             )
         seeds = entry.get("seeds", [0])
         if isinstance(seeds, int):
@@ -282,8 +309,10 @@ def validate(config: dict) -> dict:
     return cfg
 
 
-def load_config(path: str | Path) -> dict:
-    """Read and validate a YAML config (safe loader: plain data only)."""
+def load_config(path: str | Path, *, imports: bool = True) -> dict:
+    """Read and validate a YAML config (safe loader: plain data only). ``imports``: import what
+    its ``imports`` key names (relative to the file's folder); False for a saved config, which
+    then needs its models registered already."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
@@ -302,7 +331,27 @@ def load_config(path: str | Path) -> dict:
         raise ConfigError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
     if data is None:
         data = {}
+    if imports:
+        data = import_config_models(data, path.parent)
+    elif isinstance(data, dict) and data.get("imports"):
+        _check_registered(data, path)
     return validate(data)
+
+
+def _check_registered(data: dict, path: Path) -> None:
+    """A saved config whose pool needs the user's own models: say what to import (it does not
+    import them itself: opening a file must not run code)."""
+    known = {m.name for m in list_models()}
+    pool = data.get("pool") if isinstance(data.get("pool"), list) else []
+    models = [e.get("model") if isinstance(e, dict) else e for e in pool]
+    missing = sorted({parse_model_spec(m)[0] for m in models if isinstance(m, str)} - known)
+    if missing:
+        sources = " ".join(f"--import {s}" for s in _imports(data["imports"]))
+        raise ConfigError(
+            f"{path} names models of your own ({', '.join(missing)}), registered by its imports; "
+            f"a saved config never imports code: import them first ({sources}, or import them "
+            "in Python)"
+        )
 
 
 def dump_config(config: dict, path: str | Path) -> Path:

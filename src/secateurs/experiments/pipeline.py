@@ -31,7 +31,7 @@ from ..reporting.run_time import InvocationLog
 from ..reporting.stats import compare_paired
 from ..training.progress import progress_bar
 from .comparison import compare_pool, consensus_of, flat_rows
-from .config import dump_config, validate
+from .config import dump_config, import_config_models, validate
 from .executors import run_local, run_ray
 from .lock import run_lock
 from .tasks import check_models, check_task, is_done, read_task, task_dir, task_specs, write_payload
@@ -88,7 +88,7 @@ def run_experiment(
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Run (or resume) the experiment described by a validated ``config``; returns results."""
-    config = validate(config)
+    config = validate(import_config_models(config))
     out = Path(config["output"])
     log = log or (lambda _msg: None)
     specs = check_experiment(config)
@@ -116,7 +116,7 @@ def check_experiment(config: dict) -> list[dict]:
     model on the data's shape): fails in one line, writes nothing. Returns the task specs."""
     from .tasks import dataset_of
 
-    config = validate(config)
+    config = validate(import_config_models(config))
     specs = task_specs(config)
     check_writable_dir(Path(config["output"]), "output")
     check_models(config, dataset_of(specs[0]))

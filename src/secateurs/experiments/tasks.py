@@ -18,6 +18,7 @@ import torch
 from ..data import DatasetSplits, load_dataset
 from ..io import atomic_path, file_sha256, read_json, save_tensors, write_json
 from ..models import build_model
+from ..models.imports import import_models
 from ..pruning.driver import run_dropnets
 from ..pruning.dropnet import DropNet, DropNetConfig, DropNetResult
 from ..pruning.masks import MaskedNetwork
@@ -54,6 +55,8 @@ def task_specs(config: dict) -> list[dict]:
                 threads = config["executor"].get("threads_per_task", DEFAULT_THREADS)
                 if threads != DEFAULT_THREADS:  # float sums depend on it: part of the identity
                     spec["threads"] = threads
+                if config.get("imports"):  # where the workers find users' models; not a key
+                    spec["imports"] = config["imports"]
                 spec["member"] = index
                 specs.append(spec)
     if dn["lockstep"]:
@@ -83,7 +86,7 @@ def stop_at_level(level: float, fraction: float) -> dict:
 
 
 def task_key(spec: dict) -> str:
-    body = {k: v for k, v in spec.items() if k not in ("key", "member")}
+    body = {k: v for k, v in spec.items() if k not in ("key", "member", "imports")}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -195,6 +198,7 @@ def execute_group(
     in another order, so results would otherwise depend on the executor and worker count.
     ``log_rounds``: one stderr line per finished round of each task (a lockstep group finishes
     all its runs at once, so this is the only sign of progress before it ends)."""
+    import_models(specs[0].get("imports", ()))  # a fresh worker process knows the zoo only
     before = torch.get_num_threads()
     torch.set_num_threads(task_threads(specs[0]))
     try:

@@ -22,13 +22,32 @@ _REGISTRY: dict[str, ModelInfo] = {}
 
 
 def register_model(name: str, description: str, **options: str):
-    """Decorator: register ``builder(input_shape, num_classes, **options) -> nn.Module``."""
+    """Decorator: register ``builder(input_shape, num_classes, **options) -> nn.Module`` under
+    ``name`` (case-insensitive), with ``options`` mapping each option's name to its help. A class
+    whose ``__init__(self, input_shape, num_classes, ...)`` takes those is itself a builder. On
+    the command line and in run configs, ``--import``/``imports:`` the file that registers it."""
+    key = name.strip().lower() if isinstance(name, str) else ""
+    if not key or any(ch in key for ch in ":,= \t\n/\\"):
+        raise ConfigError(
+            f"model name {name!r}: expected a non-empty name without spaces, ':', ',', '=' or "
+            "slashes (it is written as NAME:option=value on the command line)"
+        )
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _REGISTRY[name] = ModelInfo(name, description, builder, dict(options))
+        if not callable(builder):
+            raise ConfigError(f"register_model({name!r}) decorates {builder!r}, not a callable")
+        _REGISTRY[key] = ModelInfo(key, description, builder, dict(options))
         return builder
 
     return wrap
+
+
+def unknown_model(name: str) -> ConfigError:
+    return ConfigError(
+        f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}; a model of your "
+        "own is named once the Python file or module that registers it is imported "
+        "(--import nets.py, or imports: [nets.py] in a run config; docs/export.md)"
+    )
 
 
 def list_models() -> list[ModelInfo]:
@@ -64,7 +83,7 @@ def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int, **opt
     keyword ``options`` override those. The model lists its prunable layers in ``prunable_layers``."""
     name, spec_options = parse_model_spec(spec)
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")
+        raise unknown_model(name)
     info = _REGISTRY[name]
     spec_options.update(options)
     unknown = set(spec_options) - set(info.options)

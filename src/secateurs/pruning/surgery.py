@@ -453,6 +453,11 @@ def _read_architecture(path: Path) -> tuple[dict, Path, Path]:
         except Exception as exc:  # safetensors raises its own error types for corrupt files
             raise DataError(f"{path} is not a readable safetensors file: {exc}") from exc
         if meta.get("format") != FORMAT or "architecture" not in meta:
+            if path.name == WEIGHTS_FILE and (path.parent / ARCH_FILE).is_file():
+                raise DataError(
+                    f"{path} holds the weights of the export folder {path.parent}; give the "
+                    f"folder ({path.parent}), which also holds its {ARCH_FILE}"
+                )
             raise DataError(f"{path} is not a secateurs export (format {FORMAT!r} expected)")
         try:
             return json.loads(meta["architecture"]), path, path
