@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from secateurs.data.splits import DatasetSplits
-from secateurs.errors import ConfigError
+from secateurs.errors import ConfigError, DataError
 from secateurs.pruning.counting import count_params_macs
 from secateurs.pruning.dropnet import DropNet, DropNetConfig
 from secateurs.pruning.importance import unit_scores
@@ -99,6 +99,8 @@ CASES = [
     (um.PermutedConv1dTokens, sequences, ("conv", "tok"), False),
     (um.GroupNormPReLU, images, ("c1", "c2"), False),
     (um.TextCNN, tokens, ("conv",), True),
+    (um.WeightReuseMLP, vectors, ("fc1", "fc3"), False),
+    (um.PositionalTokens, sequences, ("fc1",), False),
     (um.BottleneckResNet, images, ("conv1",) + tuple(
         f"layer1.{b}.conv{c}" for b in (0, 1) for c in (1, 2, 3) if b == 0
     ) + ("layer1.0.downsample.0",) + tuple(f"layer1.1.conv{c}" for c in (1, 2, 3)), False),
@@ -380,6 +382,193 @@ def test_tied_weights_stay_tied_and_export_never_grows(cls, x, prunable, kept):
         assert module.dec.weight is module.emb.weight and module.back.out_features == 8
     else:
         assert module.fc2.weight is module.fc3.weight and module.fc1.out_features == 16
+
+
+def _weight_norm_old(layer):
+    with pytest.warns(FutureWarning):  # torch deprecates the hook form, users still have it
+        return torch.nn.utils.weight_norm(layer)
+
+
+PARAMETRIZATIONS = {
+    "weight_norm": torch.nn.utils.parametrizations.weight_norm,
+    "spectral_norm": torch.nn.utils.parametrizations.spectral_norm,
+    "old weight_norm hook": _weight_norm_old,
+}
+
+
+class _NormedTCN(nn.Module):
+    """TCN-style: a parametrized conv in the middle, its input a plain conv, a residual sum."""
+
+    def __init__(self, wrap):
+        super().__init__()
+        self.inp = nn.Conv1d(4, 8, 3, padding=1)
+        self.mid = wrap(nn.Conv1d(8, 8, 3, padding=1))
+        self.down = nn.Conv1d(4, 8, 1)
+        self.pre = nn.Linear(8, 10)
+        self.head = nn.Linear(10, um.CLASSES)
+
+    def forward(self, x):  # (N, 4, T)
+        h = F.relu(self.mid(F.relu(self.inp(x))) + self.down(x))
+        return self.head(F.relu(self.pre(h.mean(-1))))
+
+
+@pytest.mark.parametrize("kind", sorted(PARAMETRIZATIONS))
+def test_a_parametrized_layer_and_its_inputs_are_kept_and_export_is_exact(kind):
+    torch.manual_seed(0)
+    model = _NormedTCN(PARAMETRIZATIONS[kind])
+    x = torch.randn(6, 4, 9)
+    masked = MaskedNetwork(model, x[:2])
+    assert "mid" not in masked.layers and "computed by" in masked.skipped["mid"]
+    assert "remove_parametrizations" in masked.skipped["mid"]
+    assert {"inp", "pre"} <= set(masked.layers)
+    masks = masked.get_masks()
+    for layer in masked.layers:
+        masks[layer][::2] = False
+    masked.set_masks(masks)
+    result = export_pruned(masked.eval(), x[:2])
+    with torch.no_grad():
+        assert torch.allclose(result.module.eval()(x), masked(x), atol=1e-5)
+    assert result.module.inp.out_channels == 8  # 'mid' reads them: its input stays whole
+    assert any("computed by" in why for why in result.kept_because["inp"])
+    assert result.module.pre.out_features == 5  # elsewhere pruning goes on
+    assert "num_users" not in result.summary()  # ops as written, not in fx notation
+
+
+def test_a_parametrized_recurrent_weight_keeps_its_units():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(6, 10, batch_first=True)
+            torch.nn.utils.parametrize.register_parametrization(
+                self.lstm, "weight_hh_l0", nn.Identity()
+            )
+            self.fc = nn.Linear(10, 7)
+            self.head = nn.Linear(7, um.CLASSES)
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.head(F.relu(self.fc(out[:, -1])))
+
+    masked = MaskedNetwork(Net(), torch.randn(2, 5, 6))
+    assert masked.layers == ("fc",)
+    assert "weight_hh_l0 (Identity) is computed by a parametrization" in masked.skipped["lstm"]
+
+
+def test_a_reused_weight_keeps_its_layer_and_a_bare_parameter_keeps_the_class():
+    masked = MaskedNetwork(um.WeightReuseMLP(), torch.randn(2, 12))
+    assert "reads its weight directly (self.fc2.weight" in masked.skipped["fc2"]
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 6)
+    masked = MaskedNetwork(um.PositionalTokens(), x[:2])
+    masked.set_masks({"fc1": torch.arange(10) % 3 != 0})
+    result = export_pruned(masked.eval(), x[:2])
+    assert type(result.module) is um.PositionalTokens and result.module.fc1.out_features == 6
+    assert torch.equal(result.module.pos, masked.original.pos)
+    with torch.no_grad():
+        assert torch.allclose(result.module(x), masked(x), atol=1e-6)
+
+
+class _AlwaysOnDropout(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.fc = nn.Linear(12, 10)
+        self.head = nn.Linear(10, um.CLASSES)
+
+    def forward(self, x):
+        h = F.relu(self.fc(x))
+        if self.how == "default":
+            h = F.dropout(h, 0.3)  # training=True by default: random in eval mode too
+        elif self.how == "2d":
+            h = F.dropout2d(h.unsqueeze(-1), 0.2).squeeze(-1)
+        else:
+            h = F.dropout(h, 0.3, training=self.training)
+        return self.head(h)
+
+
+class _NamedCode(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(12, 10)
+        self.code = nn.Linear(10, 6)  # an autoencoder's latent layer
+        self.head = nn.Linear(6, um.CLASSES)
+
+    def forward(self, x):
+        return self.head(F.relu(self.code(F.relu(self.enc(x)))))
+
+
+class _ModuleInForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.head = nn.Linear(4 * 14 * 14, um.CLASSES)
+
+    def forward(self, x):
+        return self.head(nn.Flatten()(F.relu(self.conv(x))))
+
+
+class _StateFromSizes(nn.Module):
+    def __init__(self, pass_zeros):
+        super().__init__()
+        self.pass_zeros = pass_zeros
+        self.lstm = nn.LSTM(6, 10, batch_first=True)
+        self.head = nn.Linear(10, um.CLASSES)
+
+    def forward(self, x):
+        if self.pass_zeros:  # the PyTorch tutorials' zero state, with a constant batch size
+            h0 = torch.zeros(1, 2, 10)
+            out, _ = self.lstm(x, (h0, torch.zeros(1, 2, 10)))
+            return self.head(out[:, -1])
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1] + torch.zeros(x.size(0), 10))  # sizes off the input
+
+
+class _Packed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(6, 10, batch_first=True)
+        self.head = nn.Linear(10, um.CLASSES)
+
+    def forward(self, x):
+        lengths = (x.abs().sum(-1) > 0).sum(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)
+        return self.head(h[-1])
+
+
+@pytest.mark.parametrize("model,x,message", [
+    (_AlwaysOnDropout("default"), torch.randn(2, 12),
+     "calls dropout with training=True in eval mode too .node 'dropout'.*training=self.training"),
+    (_AlwaysOnDropout("2d"), torch.randn(2, 12), "calls dropout2d with training=True"),
+    (_NamedCode(), torch.randn(2, 12), "attribute named 'code'.*rename it"),
+    (_ModuleInForward(), torch.randn(2, 3, 16, 16), "created inside forward.*in __init__"),
+    (_StateFromSizes(False), torch.randn(2, 5, 6), r"x.new_zeros\(x.size\(0\), h\)"),
+    (_StateFromSizes(True), torch.randn(2, 5, 6), "all zeros, which is the default, so drop"),
+    (_Packed(), torch.randn(2, 5, 6), "packed sequences cannot be traced.*padded batches"),
+], ids=["dropout", "dropout2d", "code", "flatten", "zeros-from-sizes", "zero-state", "packed"])
+def test_common_idioms_that_cannot_be_masked_say_the_fix(model, x, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        MaskedNetwork(model, x)
+    assert "\n" not in str(info.value)
+
+
+def test_functional_dropout_that_follows_the_mode_is_accepted():
+    assert MaskedNetwork(_AlwaysOnDropout("mode"), torch.randn(2, 12)).layers == ("fc",)
+
+
+def test_a_float64_export_loads_in_float64_and_says_so_for_a_float32_model(tmp_path):
+    torch.manual_seed(0)
+    x = torch.randn(4, 12, dtype=torch.float64)
+    masked = MaskedNetwork(um.HeadFirstMLP().double(), x[:2]).eval()
+    masked.set_masks({"fc1": torch.arange(masked.widths["fc1"]) % 2 == 0})
+    path = save_exported(tmp_path / "m.safetensors", export_pruned(masked, x[:2]))
+    with pytest.raises(DataError, match="is a float64 export but the model given has float32 "
+                                        r"weights; build it in float64 \(model.to"):
+        load_exported(path, model=um.HeadFirstMLP())
+    loaded = load_exported(path, model=um.HeadFirstMLP().double())
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), masked(x))
 
 
 # ----------------------------------------------------------------- 1. output layers

@@ -693,3 +693,32 @@ class SiameseEncoder(nn.Module):
 
     def forward(self, pair):  # (N, 2, 6)
         return self.head(torch.cat([self.enc(pair[:, 0]), self.enc(pair[:, 1])], 1))
+
+
+class WeightReuseMLP(nn.Module):
+    """A layer's weight used a second time, functionally (weight sharing across depth)."""
+
+    def __init__(self, classes=CLASSES):
+        super().__init__()
+        self.fc1 = nn.Linear(12, 16)
+        self.fc2 = nn.Linear(16, 16)
+        self.fc3 = nn.Linear(16, 10)
+        self.out = nn.Linear(10, classes)
+
+    def forward(self, x):
+        h = F.relu(self.fc2(F.relu(self.fc1(x))))
+        h = F.relu(F.linear(h, self.fc2.weight, self.fc2.bias))  # fc2 again, by its weight
+        return self.out(F.relu(self.fc3(h)))
+
+
+class PositionalTokens(nn.Module):
+    """A learned positional embedding as a bare Parameter, added to the tokens."""
+
+    def __init__(self, classes=CLASSES):
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, 8, 6) * 0.1)
+        self.fc1 = nn.Linear(6, 10)
+        self.head = nn.Linear(10, classes)
+
+    def forward(self, x):  # (N, 8, 6)
+        return self.head(F.relu(self.fc1(x + self.pos)).mean(1))

@@ -326,6 +326,36 @@ def _index_dims(index, ndim: int) -> tuple[list[int | None], list] | None:
     return mapping, expanded
 
 
+_OPERATORS = {
+    "add": "+", "iadd": "+=", "sub": "-", "mul": "*", "imul": "*=", "truediv": "/",
+    "floordiv": "//", "matmul": "@", "getitem": "[...] (indexing)", "neg": "unary -",
+}
+
+
+def describe(node: fx.Node) -> str:
+    """An fx node roughly as the forward wrote it (``torch.cat``, ``.max()``, ``+``,
+    ``self.pool``), with its graph name, for messages: not the graph's own notation."""
+    target = node.target
+    if node.op == "call_module":
+        what = f"self.{target}"
+    elif node.op == "call_method":
+        what = f".{target}()"
+    elif node.op == "call_function":
+        name = getattr(target, "__name__", str(target))
+        module = getattr(target, "__module__", "") or ""
+        if module in ("_operator", "operator"):
+            what = _OPERATORS.get(name, f"operator.{name}")
+        elif module.startswith("torch.nn.functional"):
+            what = f"F.{name}"
+        elif module.startswith("torch") or module == "builtins" and hasattr(torch, name):
+            what = f"torch.{name}"
+        else:
+            what = name
+    else:
+        what = node.op
+    return f"{what} (node {node.name!r})"
+
+
 def analyse_channel_flow(
     gm: fx.GraphModule,
     layers: tuple[str, ...],
@@ -392,7 +422,7 @@ def analyse_channel_flow(
             src = space.get(first) if isinstance(first, fx.Node) else None
             consumer_calls.setdefault(name, []).append(src)
             others = [a for a in tracked if a is not first]
-            block_all([space[a] for a in others], f"{node.format_node()} reads them as a weight")
+            block_all([space[a] for a in others], f"{describe(node)} reads them as a weight")
             if src is None:
                 if is_depthwise(module) and name in prunable:
                     flow.block(name, f"depthwise convolution {name!r}: its channels are its "
@@ -434,7 +464,7 @@ def analyse_channel_flow(
             space[node] = result
         else:
             why = result or (
-                f"its channels reach {node.format_node()}, which export cannot follow (not a "
+                f"its channels reach {describe(node)}, which export cannot follow (not a "
                 "zero-preserving per-channel op or a layer's input)"
             )
             block_all([space[a] for a in tracked], why)
@@ -472,7 +502,7 @@ def _recurrent_value(node: fx.Node, recurrent: dict, space: dict, flow: ChannelF
         return "its channels are a network output"
     getitem = node.op == "call_function" and node.target is operator.getitem and len(sources) == 1
     if not getitem or node.args[0] is not sources[0]:
-        return f"{node.format_node()} reads the states of {wrapper.rnn_name!r} (not followed)"
+        return f"{describe(node)} reads the states of {wrapper.rnn_name!r} (not followed)"
     index = node.args[1]
     if kind in ("call", "pair") and isinstance(index, int):
         if kind == "call" and index % 2 == 0:  # the output: [forward units, backward units]
@@ -488,7 +518,7 @@ def _recurrent_value(node: fx.Node, recurrent: dict, space: dict, flow: ChannelF
             k = first % len(layers)
             return _propagate(node, None, {**space, node.args[0]: layer_space(k)},
                               [node.args[0]], flow)
-    return (f"{node.format_node()} reads the stacked states of {wrapper.rnn_name!r} (index them "
+    return (f"{describe(node)} reads the stacked states of {wrapper.rnn_name!r} (index them "
             "by layer, e.g. h_n[-1])")
 
 
@@ -506,7 +536,7 @@ def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelF
         dims = _dims(_arg(node, 1, "dim"), ndim) if ndim else None
         meta = node.meta.get("tensor_meta")
         if dims is None or len(dims) != 1 or src.dim in dims or not isinstance(meta, (tuple, list)):
-            return f"{node.format_node()} reduces over them"
+            return f"{describe(node)} reduces over them"
         keep = bool(_arg(node, 2, "keepdim", False))
         return src.moved(src.dim if keep else src.dim - (dims[0] < src.dim))
     if out_shape is None or (src is not None and in_shape is None):
@@ -520,7 +550,7 @@ def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelF
     ):
         return src
     if isinstance(module, nn.PReLU) and module.num_parameters > 1:
-        return f"{node.format_node()} has a weight per channel"
+        return f"{describe(node)} has a weight per channel"
     # -- elementwise, zero-preserving, one tensor
     if only_first and tuple(in_shape) == tuple(out_shape) and _zero_preserving(node, module):
         return src
@@ -533,7 +563,7 @@ def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelF
             out_shape[:2]
         ):
             return src
-        return f"{node.format_node()} pools over the dim that holds them"
+        return f"{describe(node)} pools over the dim that holds them"
     # -- padding
     pad_fn = node.op == "call_function" and node.target is F.pad
     if only_first and (pad_fn or (module is not None and isinstance(module, PAD_MODULES))):
@@ -549,7 +579,7 @@ def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelF
             module, (nn.ConstantPad1d, nn.ConstantPad2d)
         ):
             return src  # reflection / replication of a zero channel is zero
-        return f"{node.format_node()} pads them with a non-zero value or along their dim"
+        return f"{describe(node)} pads them with a non-zero value or along their dim"
     # -- elementwise with a number or a tensor constant along the channel axis
     is_mul = _is(node, MUL_FUNCTIONS, MUL_METHODS)
     is_div = _is(node, DIV_FUNCTIONS, DIV_METHODS)
@@ -568,15 +598,15 @@ def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelF
                 return sa
             if "alpha" in node.kwargs:
                 return None
-            return f"{node.format_node()} adds something else to them (a dead channel would " \
+            return f"{describe(node)} adds something else to them (a dead channel would " \
                    "not stay zero)"
         if sa is not None and sb is not None:
-            return f"{node.format_node()} multiplies two tracked tensors"
+            return f"{describe(node)} multiplies two tracked tensors"
         tracked_space, tracked_node, other = (sa, a, b) if sa is not None else (sb, b, a)
         if is_div and sa is None:
-            return f"{node.format_node()} divides by them"
+            return f"{describe(node)} divides by them"
         if tuple(shape_of(tracked_node)) != tuple(out_shape):
-            return f"{node.format_node()} broadcasts them"
+            return f"{describe(node)} broadcasts them"
         if isinstance(other, (int, float, bool)):
             return tracked_space
         other_shape = shape_of(other) if isinstance(other, fx.Node) else None
@@ -585,12 +615,12 @@ def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelF
             pos = tracked_space.dim - offset
             if pos < 0 or other_shape[pos] == 1:
                 return tracked_space
-        return f"{node.format_node()} scales them channel by channel with an untracked tensor"
+        return f"{describe(node)} scales them channel by channel with an untracked tensor"
     # -- reductions over other dims
     if only_first and _is(node, REDUCE_FUNCTIONS, REDUCE_METHODS):
         dims = _dims(_arg(node, 1, "dim"), ndim)
         if dims is None or src.dim in dims:
-            return f"{node.format_node()} reduces over them"
+            return f"{describe(node)} reduces over them"
         keep = bool(_arg(node, 2, "keepdim", False))
         return src.moved(src.dim if keep else src.dim - sum(d < src.dim for d in dims))
     # -- reshapes
@@ -602,9 +632,9 @@ def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelF
             if sizes is not None and moved.dim < len(sizes) and isinstance(
                 sizes[moved.dim], int
             ) and sizes[moved.dim] != -1:
-                return f"{node.format_node()} hard-codes their number ({sizes[moved.dim]})"
+                return f"{describe(node)} hard-codes their number ({sizes[moved.dim]})"
             return moved
-        return f"{node.format_node()} reshapes the dim that holds them"
+        return f"{describe(node)} reshapes the dim that holds them"
     # -- permutes / transposes
     if only_first and _is(node, PERMUTE_FUNCTIONS, PERMUTE_METHODS):
         new = _permuted(node, src.dim, ndim)
@@ -615,12 +645,12 @@ def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelF
     if only_first and node.op == "call_function" and node.target is operator.getitem:
         mapped = _index_dims(node.args[1], ndim)
         if mapped is None:
-            return f"{node.format_node()} indexes them"
+            return f"{describe(node)} indexes them"
         mapping, expanded = mapped
         item = expanded[src.dim]
         if item == slice(None) and mapping[src.dim] is not None:
             return src.moved(mapping[src.dim])
-        return f"{node.format_node()} selects some of them"
+        return f"{describe(node)} selects some of them"
     # -- concatenation
     if node.op == "call_function" and node.target in CAT_FUNCTIONS:
         return _concatenated(node, space, out_shape)
@@ -685,13 +715,13 @@ def _concatenated(node: fx.Node, space: dict, out_shape) -> Space | str | None:
         # along another dim: every piece must carry the same channels
         if all(s is not None for s in spaces) and len({s for s in spaces}) == 1:
             return spaces[0]
-        return f"{node.format_node()} concatenates them along another dim"
+        return f"{describe(node)} concatenates them along another dim"
     segments: list[tuple[str | None, int]] = []
     for t, s in zip(tensors, spaces, strict=True):
         if s is None:
             segments.append((None, int(shape_of(t)[dim])))
         elif s.inner != 1 or s.outer != 1:
-            return f"{node.format_node()} concatenates flattened channels"
+            return f"{describe(node)} concatenates flattened channels"
         else:
             segments.extend(s.segments)
     return Space(dim, tuple(segments))

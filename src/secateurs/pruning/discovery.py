@@ -27,7 +27,12 @@ from torch import fx, nn
 
 from ..errors import ConfigError
 from .channels import SHAPE_METHODS
-from .layers import PRUNABLE, WEIGHTED, prunable_refusal, tied_modules
+from .layers import (
+    PRUNABLE,
+    WEIGHTED,
+    prunable_refusal,
+    unsliceable_modules,
+)
 from .recurrent import call_refusal, is_recurrent, layer_names, resolve
 
 _WEIGHTED_FUNCTIONS = {
@@ -134,12 +139,9 @@ def refusal(name: str, module: nn.Module | None, graphs: list[fx.GraphModule]) -
                 f"it is a shared layer, called {len(nodes)} times in forward{mode}; a prunable "
                 "layer must be called exactly once"
             )
-        tied = tied_modules(gm).get(name)
-        if tied:
-            return (
-                f"its weights are tied to {tied[0]!r} (one parameter in two layers): removing "
-                "its units would untie them"
-            )
+        fixed = unsliceable_modules(gm).get(name)
+        if fixed:
+            return f"{fixed[0]}: {fixed[1]}"
         if reaches_output(nodes[0], gm):
             hint = (
                 " (forward also returns it, as features beside the logits, say: pruning would "

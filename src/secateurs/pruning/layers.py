@@ -63,6 +63,67 @@ def tied_modules(root: nn.Module) -> dict[str, list[str]]:
     return out
 
 
+def _computed_weight(module: nn.Module) -> str | None:
+    """What computes this module's weights, if not the module: a parametrization
+    (``torch.nn.utils.parametrizations.weight_norm``, ``spectral_norm``, ``register_parametrization``)
+    or an old-style pre-hook (``torch.nn.utils.weight_norm``). Its own tensors (``weight_g``,
+    ``original0``, ``_u``) have the unit dimension too, so slicing the visible weight is not enough."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    if parametrize.is_parametrized(module):
+        names = ", ".join(
+            f"{tensor} ({', '.join(type(p).__name__.lstrip('_') for p in chain)})"
+            for tensor, chain in module.parametrizations.items()
+        )
+        return f"its {names} is computed by a parametrization"
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, (WeightNorm, SpectralNorm)):
+            return f"its {hook.name} is computed by torch.nn.utils.{type(hook).__name__}'s hook"
+    return None
+
+
+REMOVE_PARAMETRIZATION = (
+    "remove it first to prune here (torch.nn.utils.parametrize.remove_parametrizations, or "
+    "remove_weight_norm / remove_spectral_norm for the old hooks)"
+)
+
+
+def unsliceable_modules(root: nn.Module) -> dict[str, tuple[str, str]]:
+    """Modules whose weights cannot be cut, each with why: tied weights (cutting would untie
+    them), weights computed by a parametrization (cutting the visible weight leaves the
+    parametrization's own tensors whole) and, in a traced ``root``, weights forward also reads
+    directly (``F.linear(h, self.fc.weight)``). Their units and inputs are kept. Each maps to
+    (why, what it would take to prune it)."""
+    out = {
+        name: (
+            f"its weights are tied to {others[0]!r} (one parameter in two layers)",
+            "removing its units would untie them",
+        )
+        for name, others in tied_modules(root).items()
+    }
+    for name, module in root.named_modules():
+        why = _computed_weight(module)
+        if why is not None and name not in out:
+            out[name] = (why, REMOVE_PARAMETRIZATION)
+    graph = getattr(root, "graph", None)  # a traced model: forward may read a layer's weight
+    for node in graph.nodes if graph is not None else ():
+        owner, _, attr = str(node.target).rpartition(".")
+        if node.op != "get_attr" or not owner or owner in out:
+            continue
+        try:
+            module = root.get_submodule(owner)
+        except AttributeError:
+            continue
+        if attr in module._parameters or attr in module._buffers:
+            out[owner] = (
+                f"forward also reads its {attr} directly (self.{node.target}, in F.linear say)",
+                "cutting it would break that use; call the layer itself instead",
+            )
+    return out
+
+
 def is_depthwise(module: nn.Module) -> bool:
     """A convolution whose every output channel reads exactly its own input channel."""
     return (

@@ -33,7 +33,7 @@ from torch.utils import _pytree as pytree
 from ..errors import ConfigError
 from .channels import ChannelFlow, analyse_channel_flow, is_zero_preserving, shape_of
 from .discovery import check_declared, discover, module_calls, no_layers_error
-from .layers import tied_modules, unit_dim, units_of
+from .layers import unit_dim, units_of, unsliceable_modules
 from .recurrent import (
     RECURRENT_ATTR,
     RecurrentUnitMask,
@@ -308,11 +308,11 @@ class MaskedNetwork(nn.Module):
                 sliced = [_stateful_targets(gm, f.tails.get(x, flows[0].tails[x])) for f in flows]
                 if sliced[0] != sliced[1]:
                     self.flow.block(x, "its per-unit tail differs between train and eval mode")
-        for consumer, others in tied_modules(gm).items():
+        for consumer, (why, _) in unsliceable_modules(gm).items():
             space = self.flow.space_of.get(consumer)
             for x in space.layers() if space is not None else ():
-                self.flow.block(x, f"{consumer!r} reads them, and its weights are tied to "
-                                   f"{others[0]!r}: cutting its inputs would untie them")
+                self.flow.block(x, f"{consumer!r} reads them, and {why}: its inputs cannot be "
+                                   "cut")
         self.layers: tuple[str, ...] = layers
         self.widths: dict[str, int] = {x: int(masks[_mask_key(x)].mask.numel()) for x in layers}
         self.coupled_groups: list[tuple[str, ...]] = [

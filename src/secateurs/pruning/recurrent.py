@@ -96,11 +96,38 @@ def call_refusal(node) -> str | None:
     """Why the traced call of a recurrent module cannot be masked (a user-passed state)."""
     extra = list(node.args[1:]) + [v for v in node.kwargs.values() if v is not None]
     if extra:
+        hint = (
+            ": it is all zeros, which is the default, so drop the argument (self.lstm(x))"
+            if all(_is_zeros(v) for v in extra) else ""
+        )
         return (
             "the forward passes its own initial state (h0 / c0) to it; prunable recurrent "
-            "layers need the default zero state"
+            f"layers need the default zero state{hint}"
         )
     return None
+
+
+_ZEROS = {torch.zeros, torch.zeros_like}
+
+
+def _is_zeros(value) -> bool:
+    """Whether a traced argument is a zero tensor built in forward (or a tuple of them)."""
+    if isinstance(value, (tuple, list)):
+        return bool(value) and all(_is_zeros(v) for v in value)
+    if not hasattr(value, "op"):
+        return False
+    if value.op == "call_function" and value.target in _ZEROS:
+        return True
+    if value.op == "get_attr":  # a constant made while tracing: torch.zeros(1, 32, 10)
+        owner = value.graph.owning_module
+        try:
+            tensor = owner.get_parameter(str(value.target)) if owner is not None else None
+        except AttributeError:
+            tensor = getattr(owner, str(value.target), None)
+        return isinstance(tensor, torch.Tensor) and not bool(tensor.any())
+    if value.op == "call_method" and value.target in ("new_zeros", "zero_", "to", "cuda", "cpu"):
+        return value.target == "new_zeros" or (bool(value.args) and _is_zeros(value.args[0]))
+    return False
 
 
 class RecurrentUnitMask(nn.Module):

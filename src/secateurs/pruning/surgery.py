@@ -95,8 +95,8 @@ class ExportResult:
                 padded += len(channels)
         if coupled:
             text += (
-                "; coupled residual channels dropped by only some producers were kept, zeroed in "
-                f"those ({', '.join(coupled)} channels)"
+                "; coupled channels (a residual sum, a depthwise convolution) dropped by only "
+                f"some of their layers were kept, zeroed in those ({', '.join(coupled)} channels)"
             )
         if blocked:
             reasons = "; ".join(r for rs in self.kept_because.values() for r in rs[:1])
@@ -202,9 +202,22 @@ def _same_modules(masked: MaskedNetwork) -> bool:
                         return False
                 except AttributeError:
                     return False
-            if node.op == "get_attr":
-                return False
+            if node.op == "get_attr":  # a bare Parameter or buffer (a class token): the same one
+                target = str(node.target)
+                try:
+                    if target.startswith(MASKS_ATTR) or _attr(original, target) is not _attr(
+                        gm, target
+                    ):
+                        return False
+                except AttributeError:
+                    return False
     return True
+
+
+def _attr(root: nn.Module, target: str):
+    for part in target.split("."):
+        root = getattr(root, part)
+    return root
 
 
 def used_params(graphs: list[fx.GraphModule]) -> int:
@@ -548,6 +561,7 @@ def rebuild_exported(
     _check_architecture(arch, arch_path)
     input_shape = tuple(arch["input_shape"])
     layers = arch["prunable_layers"]
+    given = model is not None
     if model is None:
         spec = arch.get("model")
         if spec is None:
@@ -574,10 +588,27 @@ def rebuild_exported(
     if not isinstance(dtype, str) or not isinstance(getattr(torch, dtype, None), torch.dtype):
         raise DataError(f"{arch_path}: input_dtype must name a torch dtype, got {dtype!r}")
     example = torch.zeros((1, *input_shape), dtype=getattr(torch, dtype))
+    floats = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if example.is_floating_point() and floats and floats != {example.dtype}:
+        if not given:  # built here: give it the export's precision
+            model = model.to(example.dtype)
+        else:
+            kinds = ", ".join(sorted(str(f).removeprefix("torch.") for f in floats))
+            raise DataError(
+                f"{arch_path} is a {dtype} export but the model given has {kinds} weights; "
+                f"build it in {dtype} (model.to(torch.{dtype})) before loading"
+            )
     try:
         masked = MaskedNetwork(model, example, layers)
     except (ConfigError, KeyError, AttributeError, RuntimeError) as exc:
-        raise DataError(f"{arch_path}: its prunable_layers do not fit the model: {exc}") from exc
+        cls = arch.get("class")
+        other = (
+            f" (it was exported from a {cls}; the model given is a {type(model).__name__})"
+            if given and isinstance(cls, str) and cls != type(model).__name__ else ""
+        )
+        raise DataError(
+            f"{arch_path}: its prunable_layers do not fit the model{other}: {exc}"
+        ) from exc
     masks = {}
     for layer in layers:
         dead = arch["removed"][layer] + arch["zeroed"][layer]

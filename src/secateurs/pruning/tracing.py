@@ -15,6 +15,7 @@ import io
 import re
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 from torch.utils import _pytree as pytree
@@ -77,6 +78,33 @@ def _drop_specialised_inputs(graph: fx.Graph, names: set[str]) -> None:
                 graph.erase_node(n)
 
 
+_CONSTRUCTORS = ("zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange", "eye")
+
+
+def _trace_hint(model: nn.Module, exc: Exception, message: str) -> str:
+    """What usually causes this tracing failure, and the fix; the general rule otherwise."""
+    try:
+        source = inspect.getsource(type(model))
+    except (OSError, TypeError):
+        source = ""
+    if "pack_padded_sequence" in source or "pack_sequence" in source:
+        return (
+            "packed sequences cannot be traced: give the recurrent layer padded batches "
+            "(docs/recurrent.md)"
+        )
+    if "not installed as a submodule" in message:
+        return (
+            "a module created inside forward (nn.Flatten()(x), say) cannot be traced: create it "
+            "once in __init__, or call the functional form (torch.flatten(x, 1))"
+        )
+    if isinstance(exc, TypeError) and any(f"{c}()" in message for c in _CONSTRUCTORS):
+        return (
+            "a tensor built from sizes read off the input (torch.zeros(x.size(0), h), say) "
+            "cannot be traced: build it from the input instead (x.new_zeros(x.size(0), h))"
+        )
+    return "masks need a forward pass without data-dependent Python control flow"
+
+
 def trace(model: nn.Module, training: bool) -> fx.Graph:
     """The model's graph with ``self.training`` read as ``training`` (modes restored after)."""
     concrete = _defaults_to_trace(model)
@@ -88,7 +116,7 @@ def trace(model: nn.Module, training: bool) -> fx.Graph:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ConfigError(
             f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: "
-            f"{first[:200]}); masks need a forward pass without data-dependent Python control flow"
+            f"{first[:200]}); {_trace_hint(model, exc, first)}"
         ) from exc
     finally:
         for m, mode in modes:
@@ -119,10 +147,57 @@ def _graph_module(source: nn.Module, root: nn.Module, graph: fx.Graph) -> fx.Gra
     return fx.GraphModule(root, graph, class_name=type(source).__name__)
 
 
+_GRAPH_MODULE_NAMES = (frozenset(dir(fx.GraphModule)) - frozenset(dir(nn.Module))) | frozenset(
+    vars(fx.symbolic_trace(nn.Identity()))  # and what its __init__ sets (meta, _code, ...)
+) - frozenset(vars(nn.Identity()))
+
+
+def _check_names(model: nn.Module) -> None:
+    """A top-level submodule, parameter or buffer named like a GraphModule attribute (``code``,
+    ``graph``, ``meta``) cannot live on the traced copy of the model."""
+    names = [n for n, _ in model.named_children()]
+    names += [n for n, _ in model.named_parameters(recurse=False)]
+    names += [n for n, _ in model.named_buffers(recurse=False)]
+    clash = sorted(set(names) & _GRAPH_MODULE_NAMES)
+    if clash:
+        raise ConfigError(
+            f"{type(model).__name__} has an attribute named {clash[0]!r}, a name torch.fx's "
+            f"GraphModule (what secateurs traces the model into) uses itself; rename it "
+            f"(self.{clash[0]}_ = ..., say)"
+        )
+
+
+_DROPOUTS = {
+    F.dropout: 2, F.alpha_dropout: 2, F.feature_alpha_dropout: 2, F.dropout1d: 2,
+    F.dropout2d: 2, F.dropout3d: 2, torch.dropout: 2, torch.alpha_dropout: 2,
+    torch.feature_dropout: 2, torch.feature_alpha_dropout: 2,
+}  # function -> position of its training flag
+
+
+def _check_eval_deterministic(model: nn.Module, graph: fx.Graph) -> None:
+    """Dropout left on in eval mode (``F.dropout(x, 0.3)``: its ``training`` defaults to True)
+    makes every evaluation random: scores, accuracies and the export's check would all vary."""
+    for node in graph.nodes:
+        position = _DROPOUTS.get(node.target) if node.op == "call_function" else None
+        if position is None:
+            continue
+        flag = node.kwargs.get("training", node.kwargs.get("train"))
+        if flag is None:
+            flag = node.args[position] if len(node.args) > position else True
+        if flag is True:
+            raise ConfigError(
+                f"{type(model).__name__}.forward calls {node.target.__name__} with training=True "
+                f"in eval mode too (node {node.name!r}; F.dropout's default), so its outputs are "
+                "random at evaluation: pass training=self.training, or use an nn.Dropout module"
+            )
+
+
 def traced_graphs(model: nn.Module) -> list[fx.GraphModule]:
     """The model traced in eval mode, and in train mode too if its forward differs (the second
     shares every module of the first)."""
+    _check_names(model)
     eval_graph, train_graph = trace(model, False), trace(model, True)
+    _check_eval_deterministic(model, eval_graph)
     gm = fx.GraphModule(model, eval_graph, class_name=type(model).__name__)
     if train_graph.python_code("self").src == eval_graph.python_code("self").src:
         return [gm]
