@@ -571,6 +571,77 @@ def test_a_float64_export_loads_in_float64_and_says_so_for_a_float32_model(tmp_p
         assert torch.allclose(loaded(x), masked(x))
 
 
+class _NormAfter(nn.Module):
+    """Conv -> norm -> ReLU, or Linear -> LayerNorm -> GELU: the norm is part of the unit."""
+
+    def __init__(self, norm: str):
+        super().__init__()
+        self.kind = norm
+        if norm == "layer":
+            self.c1, self.norm = nn.Linear(12, 8), nn.LayerNorm(8)
+        else:
+            self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.norm = {
+                "instance": nn.InstanceNorm2d(8, affine=True),
+                "instance-plain": nn.InstanceNorm2d(8),
+                "group-per-channel": nn.GroupNorm(8, 8),
+                "group": nn.GroupNorm(2, 8),
+                "batch": nn.BatchNorm2d(8),
+            }[norm]
+        self.c2 = nn.Linear(8, 6) if norm == "layer" else nn.Conv2d(8, 6, 3, padding=1)
+        self.head = nn.Linear(6, um.CLASSES)
+
+    def forward(self, x):
+        h = F.relu(self.norm(self.c1(x)))
+        h = F.relu(self.c2(h))
+        return self.head(h if self.kind == "layer" else h.mean((2, 3)))
+
+
+@pytest.mark.parametrize("norm,removed", [
+    ("instance", True), ("instance-plain", True), ("group-per-channel", True), ("batch", True),
+    ("group", False), ("layer", False),
+])
+def test_a_norm_after_a_layer_is_inside_the_unit_and_removed_with_it_where_it_can_be(
+    norm, removed
+):
+    torch.manual_seed(0)
+    model = _NormAfter(norm)
+    x = torch.randn(6, 12) if norm == "layer" else torch.randn(6, 3, 8, 8)
+    with torch.no_grad():
+        if getattr(model.norm, "bias", None) is not None:
+            model.norm.bias.uniform_(0.2, 0.8)  # a trained shift: a zero input is not a zero unit
+    masked = MaskedNetwork(model, x[:2]).eval()
+    assert [n.target for n in masked.flow.tails["c1"][1:]][:1] == ["norm"]
+    masks = masked.get_masks()
+    masks["c1"][[0, 3, 5]] = False
+    masked.set_masks(masks)
+    seen = {}
+    mask = masked.net.get_submodule("secateurs_unit_masks.c1")
+    handle = mask.register_forward_hook(lambda m, i, o: seen.update(out=o))
+    with torch.no_grad():
+        masked(x)
+    handle.remove()
+    unit_dim = -1 if norm == "layer" else 1
+    dropped = seen["out"].index_select(unit_dim, torch.tensor([0, 3, 5]))
+    assert torch.count_nonzero(dropped) == 0  # what follows sees the dropped units at zero
+    with torch.no_grad():
+        post = F.relu(model.norm(model.c1(x)))  # the score is the post-activation mean
+    expected = post.abs().mean(0) if norm == "layer" else post.abs().mean((0, 2, 3))
+    alive = masks["c1"]
+    got = unit_scores("activation", masked, x)["c1"]
+    torch.testing.assert_close(got[alive], expected[alive], rtol=1e-5, atol=1e-6)
+    result = export_pruned(masked, x[:2])
+    for mode in ("eval", "train"):
+        getattr(masked, mode)()
+        module = getattr(copy.deepcopy(result.module), mode)()
+        with torch.no_grad():
+            assert torch.allclose(module(x), masked(x), atol=1e-5), mode
+    width = result.module.c1.out_features if norm == "layer" else result.module.c1.out_channels
+    assert width == (5 if removed else 8)
+    if not removed:
+        assert any("normalises its units together" in w for w in result.kept_because["c1"])
+
+
 # ----------------------------------------------------------------- 1. output layers
 @pytest.mark.parametrize(
     "cls,heads",

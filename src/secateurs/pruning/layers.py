@@ -167,16 +167,20 @@ def slice_outputs(module: nn.Module, keep: list[int]) -> None:
         if module.num_parameters > 1:
             _set(module, "weight", 0, keep)
             module.num_parameters = len(keep)
-    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+    elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
         for name in ("weight", "bias", "running_mean", "running_var"):
             _set(module, name, 0, keep)
         module.num_features = len(keep)
+    elif isinstance(module, nn.GroupNorm):  # a group per channel (others are never sliced)
+        _set(module, "weight", 0, keep)
+        _set(module, "bias", 0, keep)
+        module.num_channels = module.num_groups = len(keep)
     else:  # pragma: no cover - callers only pass the types above
         raise TypeError(f"cannot slice the outputs of {type(module).__name__}")
 
 
 def zero_outputs(module: nn.Module, positions: list[int]) -> None:
-    """Make output units ``positions`` exactly zero (weights and bias; BatchNorm weight and bias)."""
+    """Make output units ``positions`` exactly zero (weights and bias; a norm's weight and bias)."""
     if not positions:
         return
     dim = weight_out_dim(module) if isinstance(module, _ConvNd) else 0

@@ -44,7 +44,7 @@ from ..training.lockstep import (
 from ..training.stacked_recurrent import StackedRecurrent
 from .dropnet import DropNet, DropNetConfig
 from .importance import ActivationStats
-from .masks import MaskedNetwork, UnitMask
+from .masks import MaskedNetwork, UnitMask, norm_kind
 from .recurrent import RecurrentUnits, resolve
 
 _DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
@@ -198,10 +198,17 @@ def _tail_modules(masked: MaskedNetwork, layer: str) -> list[str]:
 
 
 def _unsliceable_tail_state(masked: MaskedNetwork, layer: str) -> bool:
-    return any(
-        _per_unit_tail(masked.net.get_submodule(name)) is None
-        for name in _tail_modules(masked, layer)
-    )
+    """Whether compaction cannot slice the tail with its layer: state that is not per unit, or
+    a norm other than BatchNorm (its sizes are attributes, and some mix units)."""
+    for node in masked.flow.tails[layer][1:]:
+        if node.op != "call_module":
+            continue
+        module = masked.net.get_submodule(str(node.target))
+        if (_has_state(module) or norm_kind(module, True) is not None) and (
+            _per_unit_tail(module) is None
+        ):
+            return True
+    return False
 
 
 def _input_index(masked: MaskedNetwork, plan: dict[str, torch.Tensor], module: str):

@@ -58,6 +58,21 @@ _TAIL_MODULES: tuple[type[nn.Module], ...] = (
     nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity,
 )
 _NORM_TAIL: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def norm_kind(module: nn.Module, units_last: bool) -> str | None:
+    """How a normalisation after a layer treats its units: "unit" when each unit is normalised on
+    its own (BatchNorm, InstanceNorm, a GroupNorm with a group per channel: per-channel units on
+    dim 1), "mixed" when they are normalised together (a GroupNorm with fewer groups, a
+    LayerNorm over a Linear's units: a dropped unit changes the others' statistics, so it can
+    be masked after the norm but not removed); None for anything else."""
+    if isinstance(module, (*_NORM_TAIL, nn.modules.instancenorm._InstanceNorm)):
+        return "unit"
+    if isinstance(module, nn.GroupNorm):
+        return "unit" if module.num_groups == module.num_channels else "mixed"
+    if isinstance(module, nn.LayerNorm) and units_last and len(module.normalized_shape) == 1:
+        return "mixed"
+    return None
 _TAIL_FUNCTIONS = {
     F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.elu, F.celu, F.selu,
     F.gelu, F.silu, F.softplus, torch.tanh, F.tanh, torch.sigmoid, F.sigmoid, F.hardtanh,
@@ -117,13 +132,18 @@ def _mask_key(layer: str) -> str:
     return layer.replace(".", "__")
 
 
-def _is_tail_op(node: fx.Node, gm: fx.GraphModule, calls, on_dim1: bool) -> bool:
+def _is_tail_op(
+    node: fx.Node, gm: fx.GraphModule, calls, on_dim1: bool, units_last: bool = False
+) -> bool:
     if node.op == "call_module":
         module = gm.get_submodule(str(node.target))
-        if isinstance(module, _NORM_TAIL):
-            # per unit only when units are on dim 1; a module with state used at two places
-            # cannot be sliced for one of them
-            return on_dim1 and len(calls[str(node.target)]) == 1
+        kind = norm_kind(module, units_last)
+        if kind is not None:
+            # BatchNorm, InstanceNorm, GroupNorm read channels on dim 1; a LayerNorm reads a
+            # Linear's units on the last dim; a module with state used at two places cannot
+            # be sliced for one of them
+            where = units_last if isinstance(module, nn.LayerNorm) else on_dim1
+            return where and len(calls[str(node.target)]) == 1
         if isinstance(module, nn.PReLU):  # a weight per unit is sliced with the layer
             return module.num_parameters == 1 or (on_dim1 and len(calls[str(node.target)]) == 1)
         return isinstance(module, _TAIL_MODULES)
@@ -134,13 +154,17 @@ def _is_tail_op(node: fx.Node, gm: fx.GraphModule, calls, on_dim1: bool) -> bool
     return False
 
 
-def _follow_tail(start: fx.Node, gm: fx.GraphModule, calls, on_dim1: bool) -> list[fx.Node]:
-    """From a layer's output, follow single-user per-unit elementwise ops; return the chain."""
+def _follow_tail(
+    start: fx.Node, gm: fx.GraphModule, calls, on_dim1: bool, units_last: bool = False
+) -> list[fx.Node]:
+    """From a layer's output, follow single-user per-unit elementwise ops and normalisations;
+    return the chain."""
     chain = [start]
     node = start
     while len(node.users) == 1:
         (user,) = node.users
-        if not (user.args and user.args[0] is node and _is_tail_op(user, gm, calls, on_dim1)):
+        if not (user.args and user.args[0] is node
+                and _is_tail_op(user, gm, calls, on_dim1, units_last)):
             break
         if any(a is node for a in list(user.args[1:]) + list(user.kwargs.values())):
             break
@@ -220,7 +244,7 @@ def _insert_masks(
             continue
         module = gm.get_submodule(layer)
         on_dim1 = unit_dim(module) == 1 or len(shape_of(nodes[0]) or ()) == 2
-        chain = _follow_tail(nodes[0], gm, calls, on_dim1)
+        chain = _follow_tail(nodes[0], gm, calls, on_dim1, unit_dim(module) == -1)
         last = chain[-1]
         with gm.graph.inserting_after(last):
             mask_node = gm.graph.call_module(f"{MASKS_ATTR}.{_mask_key(layer)}", (last,))
@@ -308,6 +332,13 @@ class MaskedNetwork(nn.Module):
                 sliced = [_stateful_targets(gm, f.tails.get(x, flows[0].tails[x])) for f in flows]
                 if sliced[0] != sliced[1]:
                     self.flow.block(x, "its per-unit tail differs between train and eval mode")
+        for x in layers:
+            for node in self.flow.tails.get(x, [])[1:]:
+                norm = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
+                if norm is not None and norm_kind(norm, True) == "mixed":  # in a tail: on its units
+                    self.flow.block(x, f"{str(node.target)!r} ({type(norm).__name__}) normalises "
+                                       "its units together: removing one would change the "
+                                       "others' statistics")
         for consumer, (why, _) in unsliceable_modules(gm).items():
             space = self.flow.space_of.get(consumer)
             for x in space.layers() if space is not None else ():

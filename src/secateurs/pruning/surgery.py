@@ -169,20 +169,44 @@ def _plan(masked: MaskedNetwork, alive: dict[str, torch.Tensor]) -> _Plan:
                 zeroed[y] = sorted(set(zeroed[y]) | set(extra))
     for layer in masked.layers:
         chain = flow.tails[layer]
-        # Zero the last affine BatchNorm of the tail, else the layer itself; what follows in the
+        # Zero the last affine norm of the tail, else the layer itself; what follows in the
         # tail must keep a zero channel at zero, or the mask stays.
-        point = 0
+        point, after = 0, []
         for i, node in enumerate(chain):
-            if node.op == "call_module":
-                module = gm.get_submodule(str(node.target))
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    point = i if module.affine else -1
-        exact = point >= 0 and all(is_zero_preserving(n, gm) for n in chain[point + 1:])
+            module = gm.get_submodule(str(node.target)) if node.op == "call_module" else None
+            effect = _norm_on_zero(module) if i else "point"
+            if effect == "point":
+                point, after = i, []
+            elif effect == "breaks":
+                point = -1
+            elif effect == "keeps":
+                continue
+            elif i:
+                after.append(node)
+        exact = point >= 0 and all(is_zero_preserving(n, gm) for n in after)
         if point >= 0:
             zero_at[layer] = str(chain[point].target)
         if zeroed[layer] and not exact:
             masked_layers.append(layer)
     return _Plan(removed, zeroed, keep, tuple(masked_layers), zero_at, kept_because)
+
+
+def _norm_on_zero(module: nn.Module | None) -> str | None:
+    """What a normalisation in a tail makes of a channel zeroed before it: "point" (an affine
+    norm: zeroing its weight and bias makes the channel exactly zero), "keeps" (a norm on the
+    channel's own statistics without affine terms maps 0 to 0), "breaks" (running statistics
+    or other units' statistics move it off zero); None for anything that is not a norm."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return "point" if module.affine else "breaks"
+    if isinstance(module, nn.modules.instancenorm._InstanceNorm):
+        return "point" if module.affine else "breaks" if module.track_running_stats else "keeps"
+    if isinstance(module, nn.GroupNorm):
+        if module.num_groups != module.num_channels:
+            return "breaks"
+        return "point" if module.affine else "keeps"
+    if isinstance(module, nn.LayerNorm):
+        return "breaks"
+    return None
 
 
 def _graphs(masked: MaskedNetwork) -> list[fx.GraphModule]:
@@ -306,6 +330,7 @@ def export_pruned(
                     continue
                 module = gm.get_submodule(str(node.target))
                 if isinstance(module, (nn.Linear, _ConvNd, nn.modules.batchnorm._BatchNorm,
+                                       nn.modules.instancenorm._InstanceNorm, nn.GroupNorm,
                                        nn.PReLU)):
                     slice_outputs(module, keep)
         if plan.zeroed[layer] and layer in plan.zero_at:
