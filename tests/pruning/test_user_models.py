@@ -642,6 +642,41 @@ def test_a_norm_after_a_layer_is_inside_the_unit_and_removed_with_it_where_it_ca
         assert any("normalises its units together" in w for w in result.kept_because["c1"])
 
 
+class _MaxOverTime(nn.Module):
+    """Kim's TextCNN pooling, written the four ways people write it."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.emb = nn.Embedding(50, 8)
+        self.conv = nn.Conv1d(8, 6, 3)
+        self.fc = nn.Linear(6, um.CLASSES)
+
+    def forward(self, x):
+        h = F.relu(self.conv(self.emb(x).transpose(1, 2)))
+        if self.how == "index":
+            h = h.max(dim=2)[0]
+        elif self.how == "values":
+            h = h.max(dim=2).values
+        elif self.how == "torch.max":
+            h = torch.max(h, 2)[0]
+        else:
+            h = h.amax(dim=2)
+        return self.fc(h)
+
+
+@pytest.mark.parametrize("how", ["index", "values", "torch.max", "amax"])
+def test_max_over_time_keeps_the_channels_so_export_removes_them(how):
+    torch.manual_seed(0)
+    x = torch.randint(0, 50, (4, 12))
+    masked = MaskedNetwork(_MaxOverTime(how), x[:2])
+    masked.set_masks({"conv": torch.tensor([1, 0, 1, 0, 1, 1]).bool()})
+    result = export_pruned(masked.eval(), x[:2])
+    assert result.module.conv.out_channels == 4 and result.module.fc.in_features == 4
+    with torch.no_grad():
+        assert torch.allclose(result.module(x), masked(x), atol=1e-6)
+
+
 # ----------------------------------------------------------------- 1. output layers
 @pytest.mark.parametrize(
     "cls,heads",

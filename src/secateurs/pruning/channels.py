@@ -539,16 +539,17 @@ def _propagate(node: fx.Node, module, space: dict, tracked: list, flow: ChannelF
             return f"{describe(node)} reduces over them"
         keep = bool(_arg(node, 2, "keepdim", False))
         return src.moved(src.dim if keep else src.dim - (dims[0] < src.dim))
-    if out_shape is None or (src is not None and in_shape is None):
-        return None
-    ndim, odim = len(in_shape or ()), len(out_shape)
-    # -- the values of max / min over another dim (``torch.max(x, 2)[0]``, ``.values``)
+    # -- the values of max / min over another dim (``torch.max(x, 2)[0]``, ``.values``); the
+    # pair itself has no one shape, so before the shape checks below
     if only_first and node.op == "call_function" and isinstance(first.meta.get("tensor_meta"), (
         tuple, list)) and _is(first, VALUES_INDEX_FUNCTIONS, VALUES_INDEX_METHODS) and (
         node.target is operator.getitem and node.args[1] == 0
         or node.target is getattr and node.args[1] == "values"
     ):
         return src
+    if out_shape is None or (src is not None and in_shape is None):
+        return None
+    ndim, odim = len(in_shape or ()), len(out_shape)
     if isinstance(module, nn.PReLU) and module.num_parameters > 1:
         return f"{describe(node)} has a weight per channel"
     # -- elementwise, zero-preserving, one tensor
