@@ -62,7 +62,14 @@ def test_object_arrays_are_refused(tmp_path):
         ),
         ({"x": np.zeros((10, 4, 4), np.int16) + 300, "y": np.arange(10) % 2}, "0..255"),
         ({"x": np.zeros((10, 4, 4), np.uint8), "y": np.arange(9) % 2}, "10 images but 9 labels"),
-        ({"x": np.zeros((10, 4), np.uint8), "y": np.arange(10) % 2}, "expected \\(N, H, W\\)"),
+        ({"x": np.zeros((10, 4), np.uint8), "y": np.arange(10) % 2, "layout": "images"},
+         "expected \\(N, H, W\\)"),
+        ({"x": np.zeros((10, 4)), "y": np.arange(10) % 2, "layout": "tabular"},
+         "layout 'tabular'; expected one of images, features"),
+        ({"x": np.full((10, 4), np.nan), "y": np.arange(10) % 2}, "NaN or infinite"),
+        ({"x": np.full((10, 4, 4), 2.0), "y": np.arange(10) % 2}, "layout='features'"),
+        ({"x_train": np.zeros((10, 4), np.int64), "y_train": np.arange(10) % 2,
+          "x_test": np.zeros((10, 4)), "y_test": np.arange(10) % 2}, "both as integers"),
         ({"x": np.zeros((10, 4, 4), np.uint8), "y": np.arange(10) - 1}, "class indices >= 0"),
         ({"x": np.zeros((10, 4, 4), np.uint8), "y": np.full(10, 0.5)}, r"whole numbers \(class indices\), found 0.5"),
         ({"images": np.zeros((10, 4, 4), np.uint8)}, "expected x_train, y_train"),
@@ -114,3 +121,22 @@ def test_files_that_are_not_npz_archives_say_what_they_are(tmp_path):
     np.savez(tmp_path / "s.npz", x=np.zeros((4, 3, 3)), y=np.int64(1))
     with pytest.raises(DataError, match="the labels are a single number"):
         load_npz(tmp_path / "s.npz")
+
+
+def test_features_are_used_as_they_are(tmp_path):
+    """Rows of a table (any real values), sequences and token ids: no image rules applied."""
+    rng = np.random.default_rng(2)
+    rows = rng.normal(0, 5, size=(30, 7))  # standardised features: negative, beyond 1
+    tokens = rng.integers(0, 1000, size=(30, 12))
+    sequences = rng.normal(size=(30, 9, 4)).astype(np.float32)
+    y = np.arange(30) % 3
+    np.savez(tmp_path / "rows.npz", x=rows, y=y)  # (N, F): features without saying so
+    np.savez(tmp_path / "tokens.npz", x=tokens, y=y)
+    np.savez(tmp_path / "seq.npz", x=sequences, y=y, layout="features")
+    for name, x, dtype in (("rows", rows, torch.float32), ("tokens", tokens, torch.int64),
+                           ("seq", sequences, torch.float32)):
+        d = load_dataset(f"npz:{tmp_path / name}.npz", val_fraction=0.2, test_fraction=0.2)
+        assert d.input_shape == x.shape[1:] and d.x_train.dtype == dtype, name
+        got = torch.cat([d.x_train, d.x_val, d.x_test]).double()
+        want = torch.from_numpy(x).to(dtype).double()  # the same samples, unscaled
+        assert torch.equal(got.sort(0).values, want.sort(0).values), name

@@ -180,3 +180,45 @@ def test_worker_processes_import_the_config_s_models(tmp_path, nets):
     path.write_text(yaml.safe_dump(config_with_user_model(tmp_path, nets, workers=2)))
     results = run_experiment(load_config(path), progress=False)
     assert results["pools"]["minimum/p50"]["models"] == ["probe-s0", "probe-s1", "narrow-s2"]
+
+
+TOKEN_NET = textwrap.dedent(
+    '''
+    from torch import nn
+
+    import secateurs
+
+
+    @secateurs.register_model("probe-token-lstm", "an embedding and an LSTM over token ids")
+    class TokenLSTM(nn.Module):
+        def __init__(self, input_shape, num_classes):
+            super().__init__()
+            self.emb = nn.Embedding(100, 8)
+            self.lstm = nn.LSTM(8, 12, batch_first=True)
+            self.fc = nn.Linear(12, 10)
+            self.head = nn.Linear(10, num_classes)
+
+        def forward(self, x):
+            out, _ = self.lstm(self.emb(x))
+            return self.head(self.fc(out[:, -1]).relu())
+    '''
+)
+
+
+def test_cli_prunes_a_user_sequence_model_on_token_ids_from_an_npz(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "token_nets.py").write_text(TOKEN_NET)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tokens.npz", x=rng.integers(0, 100, (120, 6)), y=np.arange(120) % 3)
+    argv = ["prune", "--import", "token_nets.py", "--model", "probe-token-lstm", "--dataset",
+            "npz:tokens.npz", "--epochs", "1", "--seeds", "1", "--until", "0.7", "--out", "s",
+            "--json"]
+    assert main(argv) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)["summary"][0]
+    assert summary["final"]["remaining"] <= 0.7 and summary["rounds"] >= 2
+    assert main(["export", "s", "--import", "token_nets.py", "--remaining", "0.7", "--out",
+                 "small", "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["params"] < exported["params_before"]

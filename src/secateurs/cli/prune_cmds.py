@@ -218,7 +218,7 @@ def export(
         out = out_dir(out)
         check_writable_dir(out, "--out")
     masked, result, r = rebuild_round(run, metric, seed, round_, remaining)
-    example = torch.zeros(1, *masked.input_shape)
+    example = torch.zeros(1, *masked.input_shape, dtype=masked.input_dtype)
     exported = export_pruned(masked, example)
     save_exported(out, exported)
     summary = {

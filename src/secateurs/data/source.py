@@ -54,10 +54,30 @@ class Source:
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 -> float32 0..1; float tensors are only cast."""
+    """uint8 0..255 -> float32 0..1; float tensors are only cast; int64 (token ids of a
+    features archive) stay as they are, for an Embedding."""
     if x.dtype == torch.uint8:
         return x.to(torch.float32).div_(255.0)
+    if x.dtype == torch.int64:
+        return x
     return x.to(torch.float32)
+
+
+def features_to_tensor(values: np.ndarray, where: str) -> torch.Tensor:
+    """Samples that are not images (tabular rows, sequences, token ids), as they are: (N, ...)
+    floats of any finite value as float32, integers as int64 (token ids for an Embedding)."""
+    a = np.asarray(values)
+    if a.ndim < 2:
+        raise DataError(f"{where}: features have shape {a.shape}; expected (N, ...) samples")
+    if a.dtype == np.bool_ or np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float32)
+        if a.size and not np.isfinite(a).all():
+            raise DataError(f"{where}: features hold NaN or infinite values")
+    elif np.issubdtype(a.dtype, np.integer):
+        a = a.astype(np.int64)
+    else:
+        raise DataError(f"{where}: features have dtype {a.dtype}; expected numbers")
+    return torch.from_numpy(np.ascontiguousarray(a))
 
 
 def images_to_tensor(images: np.ndarray, where: str) -> torch.Tensor:
@@ -68,6 +88,11 @@ def images_to_tensor(images: np.ndarray, where: str) -> torch.Tensor:
     not; otherwise as NCHW.
     """
     a = np.asarray(images)
+    if a.ndim == 2:
+        raise DataError(
+            f"{where}: images have shape {a.shape}; expected (N, H, W), (N, C, H, W) or "
+            "(N, H, W, C) (rows of features are read as such from an .npz archive)"
+        )
     if a.ndim == 3:
         a = a[:, None, :, :]
     elif a.ndim == 4:
@@ -89,7 +114,8 @@ def images_to_tensor(images: np.ndarray, where: str) -> torch.Tensor:
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -1e-6 or hi > 1.0 + 1e-6:
             raise DataError(
                 f"{where}: float images must be in [0, 1], found values in [{lo:g}, {hi:g}]; "
-                "divide by 255 or save them as uint8"
+                "divide by 255 or save them as uint8 (for samples that are not images, save "
+                "layout='features' in the .npz archive)"
             )
         out = np.clip(a, 0.0, 1.0).astype(np.float32)
     else:

@@ -97,7 +97,10 @@ def snapshot_export(run: str | Path, results: dict, name: str):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(link["seed"]))
         model = build_model(link["model"], shape, int(results["num_classes"]))
-    example = torch.zeros(2, *shape)
+    dtype = getattr(torch, str(results.get("input_dtype", "float32")), None)
+    if not isinstance(dtype, torch.dtype):
+        raise DataError(f"{run}: input_dtype {results.get('input_dtype')!r} is not a torch dtype")
+    example = torch.zeros(2, *shape, dtype=dtype)
     masked = MaskedNetwork(model, example)
     masked.load_weight_state_dict(state)
     masks = {k: torch.ones(w, dtype=torch.bool) for k, w in masked.widths.items()}

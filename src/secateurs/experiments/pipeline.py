@@ -364,6 +364,7 @@ def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
         "pool": member_names(config),
         "unpruned_pool_macs": unpruned_macs,
         "input_shape": list(data.input_shape),
+        "input_dtype": str(data.x_train.dtype).removeprefix("torch."),
         "num_classes": int(data.num_classes),
         "snapshots": _snapshot_links(snaps, y_val, y_test),
         "pools": pools,

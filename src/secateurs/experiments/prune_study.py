@@ -160,6 +160,7 @@ def run_prune_study(
         "model": model,
         "dataset": study.dataset,
         "input_shape": list(data.input_shape),
+        "input_dtype": str(data.x_train.dtype).removeprefix("torch."),  # token ids are int64
         "num_classes": data.num_classes,
         "metrics": list(metrics),
         "seeds": list(seeds),
@@ -369,7 +370,11 @@ def rebuild_round(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(header["model"], tuple(header["input_shape"]), header["num_classes"])
-    masked = MaskedNetwork(model, torch.zeros(2, *header["input_shape"]))
+    dtype = getattr(torch, str(header.get("input_dtype", "float32")), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ConfigError(f"{out}/study.json: input_dtype {header.get('input_dtype')!r} is "
+                          "not a torch dtype")
+    masked = MaskedNetwork(model, torch.zeros(2, *header["input_shape"], dtype=dtype))
     masked.load_weight_state_dict(run.weights[round_])
     masked.set_masks(run.masks_at(round_))
     return masked, run, round_
