@@ -203,6 +203,32 @@ def test_a_model_the_engine_cannot_batch_falls_back_to_separate_runs(digits, mon
             assert {**ra, "seconds": 0} == {**rb, "seconds": 0}
 
 
+class LogitsAndFeatures(nn.Module):
+    """Returns (logits, projection): only the logits are trained, the projection head is not."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 16)
+        self.fc2 = nn.Linear(16, 12)
+        self.cls = nn.Linear(12, 10)
+        self.proj = nn.Linear(12, 3)
+
+    def forward(self, x):
+        f = torch.relu(self.fc2(torch.relu(self.fc1(x.flatten(1)))))
+        return self.cls(f), {"proj": self.proj(f)}
+
+
+def test_a_model_returning_features_beside_its_logits_runs_in_lockstep(digits):
+    runs = [(config(m, until=0.5, epochs=2), s) for m in ("minimum", "random") for s in (0, 1)]
+    torch.manual_seed(0)
+    nets = [DropNet(LogitsAndFeatures(), digits, cfg, seed=s) for cfg, s in runs]
+    separate = [copy.deepcopy(n).run(lockstep=False) for n in nets]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LockstepFallback)  # batched, not one after another
+        together = run_dropnets(nets, lockstep=True)
+    assert_same_runs(separate, together)
+
+
 # -- the pieces ---------------------------------------------------------------------------------
 def pruned_nets(digits, spec, seeds, drops):
     """DropNet runs with some units dropped by hand (seeded), trained briefly."""

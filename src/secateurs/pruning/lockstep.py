@@ -44,7 +44,7 @@ from ..training.lockstep import (
 from ..training.stacked_recurrent import StackedRecurrent
 from .dropnet import DropNet, DropNetConfig
 from .importance import ActivationStats
-from .masks import MaskedNetwork, UnitMask, norm_kind
+from .masks import MaskedNetwork, UnitMask, norm_kind, select_output
 from .recurrent import RecurrentUnits, resolve
 
 _DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
@@ -469,14 +469,17 @@ def masked_unsupported_reason(masked: MaskedNetwork, x: torch.Tensor) -> str | N
     must give the model's own logits."""
     if masked.mode_dependent:
         return "the model's forward differs between train and eval mode (two traced graphs)"
-    if not masked.plain_output:
-        return "the model does not return a single tensor of logits"
+    if not masked.plain_output and masked.output is not None:
+        return (
+            f"the model's logits are its output {masked.output!r} among several; lockstep "
+            "takes the first tensor it returns"
+        )
     net = copy.deepcopy(masked.net).cpu().eval()
     x = x[:1].cpu()
     try:
         stacked = StackedNetwork([net]).eval()
         with torch.no_grad():
-            want = net(x)
+            want = select_output(net(x))
             outs = {lay: stacked(t, lay)[0] for lay, t in
                     (("shared", x), ("kb", x.unsqueeze(0)), ("bk", x.unsqueeze(1)))}
     except LockstepUnsupported as exc:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import fx, nn
 from torch.nn import functional as F
+from torch.utils import _pytree as pytree
 
 from ..errors import ConfigError
 from . import stacked_recurrent  # noqa: F401  (registers LSTM / GRU / RNN, Embedding)
@@ -117,6 +118,37 @@ def trace_stackable(models: Sequence[nn.Module]) -> fx.Graph:
     return graph
 
 
+def _logits_only(graph: fx.Graph) -> tuple[fx.Graph, set[str]]:
+    """A model returning several values (``logits, features``, a dict): the graph that returns
+    its first tensor-valued leaf (what training uses, as ``select_output`` takes it), without
+    the work only the other outputs need. Callers check the result against the model's own
+    logits (``masked_unsupported_reason``), so a wrong pick falls back instead of training.
+    Also returns the modules only the other outputs call: they get no gradient either way."""
+    output = next(n for n in graph.nodes if n.op == "output")
+    structure = output.args[0]
+    if isinstance(structure, fx.Node):
+        return graph, set()
+    leaves = [leaf for leaf in pytree.tree_leaves(structure) if isinstance(leaf, fx.Node)]
+    if not leaves:
+        return graph, set()
+    copy = fx.Graph()
+    mapping: dict[fx.Node, fx.Node] = {}
+    copy.graph_copy(graph, mapping)
+    out = copy.output(mapping[leaves[0]])
+    needed, todo = set(), [out]
+    while todo:
+        node = todo.pop()
+        if node not in needed:
+            needed.add(node)
+            todo.extend(node.all_input_nodes)
+    called = {str(n.target) for n in copy.nodes if n.op == "call_module"}
+    for node in reversed(list(copy.nodes)):
+        if node not in needed and node.op != "placeholder" and not node.users:
+            copy.erase_node(node)
+    kept = {str(n.target) for n in copy.nodes if n.op == "call_module"}
+    return copy, called - kept
+
+
 def _settings(module: nn.Module) -> str:
     return f"{type(module).__name__}({module.extra_repr()})"
 
@@ -156,6 +188,7 @@ class StackedNetwork(nn.Module):
             raise ConfigError("lockstep needs at least one model")
         if graph is None:
             graph = trace_stackable(models)
+        graph, unused = _logits_only(graph)
         shapes0 = {k: tuple(v.shape) for k, v in models[0].state_dict().items()}
         for i, m in enumerate(models[1:], 1):
             if {k: tuple(v.shape) for k, v in m.state_dict().items()} != shapes0:
@@ -190,7 +223,10 @@ class StackedNetwork(nn.Module):
             if any(True for _ in mod.parameters(recurse=False))
             or any(True for _ in mod.buffers(recurse=False))
         }
-        missing = stateful - covered
+        missing = {  # modules only the outputs besides the logits use are not trained either
+            name for name in stateful - covered
+            if not any(name == u or name.startswith(u + ".") for u in unused)
+        }
         if missing:
             raise LockstepUnsupported(
                 f"lockstep reads parameters only through modules; {sorted(missing)[:3]} hold "
