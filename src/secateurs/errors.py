@@ -17,3 +17,7 @@ class ConfigError(SecateursError):
 
 class TrainingDiverged(SecateursError):
     """The loss became NaN or infinite."""
+
+
+class DataWarning(UserWarning):
+    """Something about the data that works but is probably not what was meant."""

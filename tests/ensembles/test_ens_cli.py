@@ -68,6 +68,19 @@ def test_select_human_output_is_a_table_with_the_rule(pool_dir, capsys):
     assert "Teams per size" in out
 
 
+def test_a_pool_too_small_for_a_team_says_why_in_text_as_in_json(tmp_path, capsys):
+    probs, labels = random_pool(3, 2, 50, 3, copies=False)
+    folder = save_predictions(tmp_path / "two", ["a", "b"], probs, labels)
+    assert main(["select", "--predictions", str(folder), "--json"]) == 0
+    result = _json(capsys)["results"][0]
+    assert result["recommended"] is None and result["notes"]
+    assert main(["select", "--predictions", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "recommended" not in out
+    for note in result["notes"]:
+        assert f"note: {note}" in " ".join(out.split())
+
+
 def test_select_with_logits(tmp_path, capsys):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 30)

@@ -140,3 +140,94 @@ def test_export_to_an_unwritable_out_fails_before_any_work(tmp_path, capsys):
         code = main(["export", str(tmp_path / "no-study"), "--round", "0", "--out", str(out)])
         _one_line_error(capsys, code, "--out")
     assert _nothing_under(tmp_path / "no-study")
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--model", "model-a:widths=4", "--epochs", "1"],
+    ["sweep", "--model", "model-a:widths=4", "--fraction", "0.5", "--epochs", "1"],
+    ["interpret", "no-study"],
+    ["export-team", "no-run", "--row", "minimum/p0/gd"],
+])
+def test_every_out_is_checked_before_any_work(tmp_path, capsys, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = blocker / ("t.safetensors" if command[0] == "export-team" else "sub")
+    _one_line_error(capsys, main([*command, "--out", str(out)]), "--out", "is not a folder")
+    assert blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize("text, says", [
+    ("pool: [model-a]\npool: [model-b]\n", "key 'pool' appears twice in one mapping (lines 1 and 2)"),
+    ("training: {lr: 1e-1, lr: 0.2}\npool: [model-a]\n", "key 'lr' appears twice"),
+    ("training: {device: cudaX}\npool: [{model: model-a, seeds: [0, 1, 2]}]\n",
+     "device must be auto, cpu, cuda or cuda:N, got 'cudaX'"),
+    ("pool: [{model: model-a, seeds: [0], name: a}, {model: model-b, seeds: [1, 2], name: a}]\n",
+     "'pool[1].name': got 'a'; expected a name of its own (pool[0] has it already)"),
+    ("training: {max_epoch: 3}\npool: [model-a]\n", "unknown config key 'training.max_epoch'"),
+])
+def test_config_files_users_write_fail_in_one_line(tmp_path, text, says):
+    from secateurs.experiments import load_config
+
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "c.yaml")
+    assert says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_yaml_numbers_as_people_write_them_and_empty_sections(tmp_path):
+    from secateurs.experiments import load_config
+
+    (tmp_path / "c.yaml").write_text(
+        "training: {lr: 1e-1, weight_decay: 5E-4, min_lr: 1.5e-3}\ndropnet: null\n"
+        "pool: [{model: model-a, seeds: [0, 1, 2]}]\nname: 1e5x\n"
+    )
+    cfg = load_config(tmp_path / "c.yaml")
+    assert (cfg["training"]["lr"], cfg["training"]["weight_decay"]) == (0.1, 0.0005)
+    assert cfg["training"]["min_lr"] == 0.0015 and cfg["name"] == "1e5x"
+    (tmp_path / "n.yaml").write_text("training: null\npool: [{model: model-a, seeds: [0, 1, 2]}]\n")
+    assert load_config(tmp_path / "n.yaml")["training"] == validate(TINY)["training"] | {
+        "max_epochs": 100, "patience": 5}
+
+
+def test_prune_and_run_never_share_a_folder(tmp_path, capsys):
+    study = tmp_path / "study"
+    assert main(["prune", "--model", "model-a:widths=4", "--epochs", "1", "--until", "0.8",
+                 "--out", str(study)]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in study.iterdir() if p.is_file()}
+    cfg = {**copy.deepcopy(TINY), "output": str(study)}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    _one_line_error(capsys, main(["run", str(tmp_path / "c.yaml")]), "holds a `secateurs prune` "
+                    "study")
+    assert {p.name: p.read_bytes() for p in study.iterdir() if p.is_file()} == before
+    run = tmp_path / "run"
+    (run / "tasks").mkdir(parents=True)
+    (run / "config.yaml").write_text("name: x\n")
+    code = main(["prune", "--model", "model-a:widths=4", "--epochs", "1", "--out", str(run)])
+    _one_line_error(capsys, code, "holds a `secateurs run` experiment")
+
+
+def test_a_changed_study_setting_is_named(tmp_path, capsys):
+    args = ["prune", "--model", "model-a:widths=4", "--until", "0.8", "--out", str(tmp_path / "s")]
+    assert main([*args, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, main([*args, "--epochs", "2"]),  # before the header, naming it
+                    "(config.train.max_epochs: 1 there, 2 now)")
+
+
+def test_a_data_dir_a_built_in_dataset_does_not_use_is_said(tmp_path):
+    from secateurs.data import load_dataset
+    from secateurs.errors import DataWarning
+
+    with pytest.warns(DataWarning, match="digits is built in: the data folder .* is not used "
+                                         r"\(nor does it exist\)"):
+        load_dataset("digits", tmp_path / "nowhere")
+
+
+def test_a_seed_beyond_what_splits_take_is_refused(capsys):
+    assert main(["prune", "--model", "model-a", "--seed", str(2**32)]) == 2
+    assert "--seed" in capsys.readouterr().err
+    from secateurs.data import load_dataset
+
+    with pytest.raises(ConfigError, match=r"seed 4294967296: expected an integer in \[0, 2\^32\)"):
+        load_dataset("digits", seed=2**32)

@@ -148,7 +148,7 @@ def test_ray_executor_gives_the_same_results_as_local(first_run, tiny_config):
         ({"ensemble": {"vote": "borda"}}, "'ensemble.vote'"),
         ({"executor": {"kind": "slurm"}}, "'executor.kind': got 'slurm'"),
         ({"training": {"lr": -1}}, "lr must be positive"),
-        ({"training": {"learning_rate": 0.1}}, "unknown config key training.'learning_rate'"),
+        ({"training": {"learning_rate": 0.1}}, "unknown config key 'training.learning_rate'"),
         ({"pool": [{"model": "nope"}]}, r"'pool\[0\].model': got 'nope'"),
         ({"pool": [{"model": "model-a", "seeds": [0, 1]}]}, "at least 3 models"),
         ({"pool": [{"model": "model-a", "seeds": [0, 0, 1]}]}, "no repeated seeds"),

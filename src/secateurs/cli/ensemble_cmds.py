@@ -112,6 +112,8 @@ def _print_result(console: Console, r: SelectionResult) -> None:
     _table(console, table)
     console.print(f"Rule: {r.rule}", highlight=False)
     if not r.levels:
+        for note in r.notes:
+            console.print(f"note: {note}", highlight=False)
         console.print(f"chosen in {r.seconds:.2f} s\n", highlight=False)
         return
     levels = Table(title="Teams per size (selection split)", title_justify="left")

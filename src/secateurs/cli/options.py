@@ -51,7 +51,9 @@ Coupling = choices("Coupling", COUPLINGS)
 Executor = choices("Executor", EXECUTORS)
 
 DataDir = typer.Option(None, "--data-dir", help="Folder holding the dataset's files.")
-Seed = typer.Option(0, "--seed", min=0, help="Seed for weights, data order and splits.")
+Seed = typer.Option(
+    0, "--seed", min=0, max=2**31 - 1, help="Seed for weights, data order and splits."
+)
 JsonOut = typer.Option(
     False, "--json", help="Print a machine-readable summary on stdout (shapes: docs/cli.md)."
 )
@@ -207,7 +209,11 @@ def resumable(out: Path | str) -> None:
 
 
 def out_dir(path: Path) -> Path:
+    """The --out folder, refused now (one line, nothing created) if it could not be written,
+    rather than after the work."""
+    from ..io import check_writable_dir
+
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} exists and is not a directory")
-    return path
+    return check_writable_dir(path, "--out")

@@ -53,7 +53,9 @@ def prune(
         "initial", "--reset", help="Survivors' weights after a round: initial, fresh random, kept."
     ),
     seeds: int = typer.Option(1, "--seeds", help="Number of seeds (seed, seed+1, ...)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="First seed (also splits the data)."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=2**31 - 1, help="First seed (also splits the data)."
+    ),
     one_per_round: bool = typer.Option(
         False, "--one-per-round", help="Drop exactly one unit per round."
     ),
@@ -96,7 +98,7 @@ def prune(
     import torch
 
     from ..data import load_dataset
-    from ..experiments.prune_study import run_prune_study
+    from ..experiments.prune_study import check_study_folder, run_prune_study
     from ..io import check_writable_dir
     from ..models import build_model
     from ..pruning import DropNetConfig
@@ -135,6 +137,8 @@ def prune(
     out = out_dir(out)
     with torch.random.fork_rng(devices=[]):  # a bad --model fails before the header
         build_model(model, data.input_shape, data.num_classes)
+    check_study_folder(out, model, data, metrics, list(range(seed, seed + seeds)), config,
+                       dataset_spec=dataset, split_seed=seed)
     train = config.train
     announce(out, {
         "model": model, "dataset": dataset, "metrics": metrics,

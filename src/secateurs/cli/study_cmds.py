@@ -27,7 +27,9 @@ def sweep(
     max_rounds: int = typer.Option(None, "--max-rounds", help="Stop after this many rounds."),
     reset: str = typer.Option("initial", "--reset", help="initial, random or continue."),
     seeds: int = typer.Option(1, "--seeds", help="Number of seeds (seed, seed+1, ...)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="First seed (also splits the data)."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=2**31 - 1, help="First seed (also splits the data)."
+    ),
     score_samples: int = typer.Option(
         None, "--score-samples", help="Score on the first N training samples."
     ),

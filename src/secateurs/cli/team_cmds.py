@@ -35,10 +35,14 @@ def export_team(
 ) -> None:
     """Write one file holding a team's physically pruned members and its vote rule."""
     from ..deploy import export_team_from_run
+    from ..io import check_writable_dir
     from .options import console, print_json
 
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out {out}: expected a file name ending in .safetensors")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; expected a file name ending in .safetensors")
+    check_writable_dir(out.parent, "--out")
     names = None if members is None else [m.strip() for m in members.split(",") if m.strip()]
     summary = export_team_from_run(run, out, row=row, members=names, vote=vote)
     if json_out:
@@ -62,7 +66,9 @@ def predict(
     dataset: str = typer.Option(..., "--dataset", help="Dataset spec, e.g. digits or mnist."),
     data_dir: Path = DataDir,
     split: str = typer.Option("test", "--split", help="train, val or test."),
-    seed: int = typer.Option(0, "--seed", min=0, help="The split seed (the run's `seed`)."),
+    seed: int = typer.Option(
+        0, "--seed", min=0, max=2**31 - 1, help="The split seed (the run's `seed`)."
+    ),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="As in the run's dataset."),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="As in the run's dataset."),
     batch_size: int = typer.Option(2048, "--batch-size", min=1, help="Samples per forward pass."),

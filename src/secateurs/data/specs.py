@@ -15,9 +15,10 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import DataError, DataWarning
 from .builtin import SYNTHETIC_OPTIONS, load_digits_arrays, parse_options, synthetic_arrays
 from .idx import load_idx_dir
 from .imagefolder import load_image_folder
@@ -48,6 +49,13 @@ def load_dataset(
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
     common = dict(val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    if kind in ("digits", "synthetic") and data_dir is not None:
+        warnings.warn(
+            f"{kind} is built in: the data folder {data_dir} is not used"
+            + ("" if Path(data_dir).expanduser().is_dir() else " (nor does it exist)"),
+            DataWarning,
+            stacklevel=2,
+        )
     if kind == "digits":
         parse_options(arg, {}, spec)
         x, y = load_digits_arrays()

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 
 @dataclass
@@ -110,6 +110,8 @@ def make_splits(
 ) -> DatasetSplits:
     """Build splits from a source: when it has no test set, a stratified ``test_fraction`` becomes one;
     the validation split is always a stratified ``val_fraction`` of the training samples."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed {seed!r}: expected an integer in [0, 2^32)")
     if len(x_train) != len(y_train):
         raise DataError(f"{name}: {len(x_train)} images but {len(y_train)} labels")
     check_labels(name, y_train if y_test is None else torch.cat([y_train, y_test]), classes)

@@ -7,6 +7,7 @@ leaves out, and the resolved config (with every default) is written into the run
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +81,13 @@ def _merge(defaults: dict, given: dict, path: str) -> dict:
         if isinstance(defaults[key], dict) and key not in ("training",):
             out[key] = _merge(defaults[key], {} if value is None else value, where)
         elif key == "training":
+            value = {} if value is None else value  # as an empty section, like the others
             if not isinstance(value, dict):
                 raise _fail(where, value, "a mapping of training settings")
             unknown = set(value) - set(defaults["training"])
             if unknown:
                 raise ConfigError(
-                    f"unknown config key {where}.{sorted(unknown)[0]!r}; allowed here: "
+                    f"unknown config key '{where}.{sorted(unknown)[0]}'; allowed here: "
                     f"{', '.join(sorted(defaults['training']))}"
                 )
             out[key] = {**defaults["training"], **value}
@@ -195,7 +197,7 @@ def validate(config: dict) -> dict:
     if not isinstance(pool, list) or len(pool) == 0:
         raise _fail("pool", pool, "a non-empty list of {model: NAME, seeds: [..]} entries")
     known = {m.name for m in list_models()}
-    members = []
+    members, named = [], {}
     for i, entry in enumerate(pool):
         where = f"pool[{i}]"
         if isinstance(entry, str):
@@ -227,6 +229,12 @@ def validate(config: dict) -> dict:
                 f"{where}.seeds", seeds, "no repeated seeds (they would train the same model)"
             )
         name = entry.get("name")
+        if name is not None and str(name) in named:
+            raise _fail(
+                f"{where}.name", name, f"a name of its own ({named[str(name)]} has it already)"
+            )
+        if name is not None:
+            named[str(name)] = where
         if name is None:
             name = parse_model_spec(model)[0]
         if isinstance(name, bool) or not isinstance(name, (str, int)) or not _file_safe(str(name)):
@@ -309,6 +317,35 @@ def validate(config: dict) -> dict:
     return cfg
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """Safe YAML with two fixes users expect: ``1e-3`` is a number (YAML 1.1 wants ``1.0e-3``)
+    and a key given twice in one mapping is an error (not silently the last one)."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping (lines "
+                f"{seen[key]} and {line}); keep one", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node)
+
+
+_ConfigLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
 def load_config(path: str | Path, *, imports: bool = True) -> dict:
     """Read and validate a YAML config (safe loader: plain data only). ``imports``: import what
     its ``imports`` key names (relative to the file's folder); False for a saved config, which
@@ -326,7 +363,9 @@ def load_config(path: str | Path, *, imports: bool = True) -> dict:
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.constructor.ConstructorError as e:  # the duplicate-key check: its own words
+        raise ConfigError(f"{path}: {e.problem}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
     if data is None:

@@ -24,6 +24,7 @@ from ..ensembles import (
     select_team,
     team_accuracy,
 )
+from ..errors import ConfigError, DataError
 from ..io import check_writable_dir, remove_stale_temporaries, write_json
 from ..pruning.metrics import get_metric
 from ..reporting import write_csv
@@ -119,7 +120,16 @@ def check_experiment(config: dict) -> list[dict]:
     config = validate(import_config_models(config))
     specs = task_specs(config)
     check_writable_dir(Path(config["output"]), "output")
-    check_models(config, dataset_of(specs[0]))
+    if (Path(config["output"]) / "study.json").is_file():
+        raise ConfigError(
+            f"output folder {config['output']} holds a `secateurs prune` study, whose files "
+            "(rounds.csv, ...) the experiment would overwrite; use another output"
+        )
+    try:
+        data = dataset_of(specs[0])
+    except DataError as e:
+        raise DataError(f"config key 'dataset': {e}") from None
+    check_models(config, data)
     return specs
 
 

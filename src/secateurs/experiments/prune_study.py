@@ -116,6 +116,38 @@ def mask_similarity(a: DropNetResult, b: DropNetResult) -> list[float]:
     return out
 
 
+def _header(model, data, metrics, seeds, config, dataset: str, split_seed) -> dict:
+    return {
+        "model": model,
+        "dataset": dataset,
+        "input_shape": list(data.input_shape),
+        "input_dtype": str(data.x_train.dtype).removeprefix("torch."),  # token ids are int64
+        "num_classes": data.num_classes,
+        "metrics": list(metrics),
+        "seeds": list(seeds),
+        "config": config.to_dict(),
+        "split_seed": split_seed,
+        "data_source": getattr(data, "source", None),
+    }
+
+
+def check_study_folder(
+    out: str | Path,
+    model: str,
+    data: DatasetSplits,
+    metrics: list[str],
+    seeds: list[int],
+    config: DropNetConfig,
+    *,
+    dataset_spec: str | None = None,
+    split_seed: int | None = None,
+) -> None:
+    """What ``run_prune_study`` would refuse about ``out`` (another command's folder, a study
+    with other settings), checked without touching it: the CLI fails before its header."""
+    header = _header(model, data, metrics, seeds, config, dataset_spec or data.name, split_seed)
+    _check_same_study(Path(out), header, lambda _msg: None, check_only=True)
+
+
 def run_prune_study(
     model: str,
     data: DatasetSplits,
@@ -156,18 +188,7 @@ def run_prune_study(
         build_model(model, data.input_shape, data.num_classes)
     out = Path(out) if out is not None else None
     study = StudyResult(out, model, dataset_spec or data.name)
-    header = {
-        "model": model,
-        "dataset": study.dataset,
-        "input_shape": list(data.input_shape),
-        "input_dtype": str(data.x_train.dtype).removeprefix("torch."),  # token ids are int64
-        "num_classes": data.num_classes,
-        "metrics": list(metrics),
-        "seeds": list(seeds),
-        "config": config.to_dict(),
-        "split_seed": split_seed,
-        "data_source": getattr(data, "source", None),
-    }
+    header = _header(model, data, metrics, seeds, config, study.dataset, split_seed)
     with run_lock(out) if out is not None else contextlib.nullcontext():
         if out is not None:
             remove_stale_temporaries(out)
@@ -257,11 +278,28 @@ def _run_jobs(
     return study
 
 
-def _check_same_study(out: Path, header: dict, log: Callable[[str], None]) -> None:
+def _differences(old, new, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(key path, old value, new value) of every leaf that differs, nested dicts followed."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _differences(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
+
+
+def _check_same_study(
+    out: Path, header: dict, log: Callable[[str], None], *, check_only: bool = False
+) -> None:
     """Refuse a folder holding a study with other settings. With a damaged ``study.json`` nothing
     says which data the runs were trained on: they are run again (and it is rewritten)."""
     from ..errors import ConfigError
 
+    if (out / "config.yaml").is_file() and (out / "tasks").is_dir():
+        raise ConfigError(
+            f"{out} holds a `secateurs run` experiment, whose files (rounds.csv, ...) a study "
+            "would overwrite; use another --out"
+        )
     path = out / "study.json"
     if path.exists():
         try:
@@ -269,6 +307,8 @@ def _check_same_study(out: Path, header: dict, log: Callable[[str], None]) -> No
             if not isinstance(old, dict):
                 raise ValueError("not a mapping")
         except (OSError, ValueError) as e:
+            if check_only:
+                return
             log(
                 f"{path} is unreadable ({type(e).__name__}): its runs' settings are unknown; "
                 "running them again"
@@ -276,9 +316,12 @@ def _check_same_study(out: Path, header: dict, log: Callable[[str], None]) -> No
             shutil.rmtree(out / "runs", ignore_errors=True)
             return
         keys = ("model", "dataset", "config", "split_seed", "data_source")
-        if {k: old.get(k) for k in keys} != {k: header[k] for k in keys}:
+        differ = _differences({k: old.get(k) for k in keys}, {k: header[k] for k in keys})
+        if differ:
+            what = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in differ[:3])
             raise ConfigError(
-                f"{out} holds a study with other settings; use another --out or remove it"
+                f"{out} holds a study with other settings ({what}); use another --out or "
+                "remove it"
             )
 
 

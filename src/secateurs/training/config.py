@@ -4,10 +4,12 @@ augmentation are off unless asked for (the CIFAR examples turn them on)."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import ConfigError
 
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps|xpu(:\d+)?"
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
 SCHEDULE_UNITS = ("epoch", "step")
@@ -70,6 +72,10 @@ class TrainConfig:
         for name in ("device", "optimizer", "schedule", "schedule_unit"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if not re.fullmatch(DEVICE_PATTERN, self.device):
+            raise ConfigError(
+                f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not self.lr > 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -17,7 +18,7 @@ from torch.nn import functional as F
 from ..data.splits import DatasetSplits
 from ..errors import ConfigError, TrainingDiverged
 from .augment import augment_batch, check_augmentable
-from .config import TrainConfig
+from .config import DEVICE_PATTERN, TrainConfig
 from .progress import progress_bar
 from .schedules import learning_rate, schedule_is_constant, set_learning_rate
 from .seeding import seeded_global_rng
@@ -56,6 +57,8 @@ class TrainResult:
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(DEVICE_PATTERN, str(device)):
+        raise ConfigError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(
             f"device {device!r} requested but CUDA is not available; use the CPU (--device cpu, "
