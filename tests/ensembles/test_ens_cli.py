@@ -254,3 +254,10 @@ def test_select_tables_lose_nothing_at_80_columns_or_in_a_pipe(pool_dir, capsys,
         assert all(n in out for n in rec.names)
     else:  # a pipe: one row a line
         assert any(all(n in line for n in rec.names) for line in out.splitlines())
+
+
+def test_a_model_file_in_another_format_is_said_not_silently_skipped(pool_dir, capsys):
+    np.savez(pool_dir / "zeta.npz", probs=np.full((120, 4), 0.25))
+    assert main(["select", "--predictions", str(pool_dir), "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "zeta.npz ignored; each model is one .npy file" in err and err.count("\n") == 1

@@ -161,8 +161,6 @@ def test_every_out_is_checked_before_any_work(tmp_path, capsys, command):
     ("training: {lr: 1e-1, lr: 0.2}\npool: [model-a]\n", "key 'lr' appears twice"),
     ("training: {device: cudaX}\npool: [{model: model-a, seeds: [0, 1, 2]}]\n",
      "device must be auto, cpu, cuda or cuda:N, got 'cudaX'"),
-    ("pool: [{model: model-a, seeds: [0], name: a}, {model: model-b, seeds: [1, 2], name: a}]\n",
-     "'pool[1].name': got 'a'; expected a name of its own (pool[0] has it already)"),
     ("training: {max_epoch: 3}\npool: [model-a]\n", "unknown config key 'training.max_epoch'"),
 ])
 def test_config_files_users_write_fail_in_one_line(tmp_path, text, says):

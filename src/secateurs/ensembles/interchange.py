@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DataWarning
 from ..io import atomic_path, write_json
 from .pool import PredictionPool, check_model_name
 
@@ -51,11 +52,22 @@ def _load_npy(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read as .npy ({e})") from e
 
 
-def _model_files(folder: Path) -> dict[str, Path]:
+# Files that look like one model's predictions in another format: said, not silently skipped.
+_OTHER_FORMATS = (".npz", ".pt", ".pth", ".pkl", ".pickle", ".csv", ".txt", ".npy.gz")
+
+
+def _model_files(folder: Path, *, reading: bool = False) -> dict[str, Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    other = [p.name for p in files if p.name.lower().endswith(_OTHER_FORMATS)]
+    if other and reading:
+        warnings.warn(
+            f"{folder}: {', '.join(other[:3])}{' ...' if len(other) > 3 else ''} ignored; each "
+            "model is one .npy file (np.save(path, probs))",
+            DataWarning,
+            stacklevel=3,
+        )
     return {
-        p.name[: -len(".npy")]: p
-        for p in sorted(folder.iterdir())
-        if p.is_file() and p.name.endswith(".npy") and p.name != LABELS and not p.name.startswith(".")
+        p.name[: -len(".npy")]: p for p in files if p.name.endswith(".npy") and p.name != LABELS
     }
 
 
@@ -82,7 +94,7 @@ def _read_split(folder: Path, where: str, order: list[str] | None = None
     labels_path = folder / LABELS
     if not labels_path.is_file():
         raise DataError(f"{where}: {labels_path} is missing (N integer labels)")
-    files = _model_files(folder)
+    files = _model_files(folder, reading=True)
     names = sorted(files)
     if order is not None:
         missing = [n for n in order if n not in files]

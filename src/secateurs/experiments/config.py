@@ -197,7 +197,7 @@ def validate(config: dict) -> dict:
     if not isinstance(pool, list) or len(pool) == 0:
         raise _fail("pool", pool, "a non-empty list of {model: NAME, seeds: [..]} entries")
     known = {m.name for m in list_models()}
-    members, named = [], {}
+    members = []
     for i, entry in enumerate(pool):
         where = f"pool[{i}]"
         if isinstance(entry, str):
@@ -229,12 +229,6 @@ def validate(config: dict) -> dict:
                 f"{where}.seeds", seeds, "no repeated seeds (they would train the same model)"
             )
         name = entry.get("name")
-        if name is not None and str(name) in named:
-            raise _fail(
-                f"{where}.name", name, f"a name of its own ({named[str(name)]} has it already)"
-            )
-        if name is not None:
-            named[str(name)] = where
         if name is None:
             name = parse_model_spec(model)[0]
         if isinstance(name, bool) or not isinstance(name, (str, int)) or not _file_safe(str(name)):
