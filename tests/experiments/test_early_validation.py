@@ -229,3 +229,17 @@ def test_a_seed_beyond_what_splits_take_is_refused(capsys):
 
     with pytest.raises(ConfigError, match=r"seed 4294967296: expected an integer in \[0, 2\^32\)"):
         load_dataset("digits", seed=2**32)
+
+
+def test_levels_far_from_their_snapshots_are_said():
+    from secateurs.experiments.pipeline import far_levels
+
+    snaps = {
+        "a-s0-p0": {"metric": None, "level": 0.0, "pruned": 0.0},
+        "a-s0-minimum-p50": {"metric": "minimum", "level": 0.5, "pruned": 0.94},
+        "a-s1-minimum-p50": {"metric": "minimum", "level": 0.5, "pruned": 0.90},
+        "a-s0-random-p50": {"metric": "random", "level": 0.5, "pruned": 0.55},
+    }
+    (note,) = far_levels({"dropnet": {"fraction": 1.0}}, {"snapshots": snaps})
+    assert note.startswith("level 0.5 (minimum): its snapshots are 0.92 pruned on average")
+    assert "dropnet.fraction 1 " in note

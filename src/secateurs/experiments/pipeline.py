@@ -103,6 +103,8 @@ def run_experiment(
         log(f"{len(specs)} DropNet tasks, {len(specs) - todo} already done")
         _execute(config, out, groups, todo, progress, on_tasks=clock.update)
         results = _assemble(config, out, specs)
+        for message in far_levels(config, results):
+            log(f"note: {message}")
         clock.update(tasks_run=todo, finished=True)
         results["seconds"] = clock.total_seconds
         write_json(out / "results.json", results)
@@ -286,6 +288,28 @@ OPTIONAL_OUTPUTS = (
     *(f"{fig}.{ext}" for fig in ("team_vs_pool", "accuracy_vs_cost", "diversity_vs_accuracy",
                                  "pareto") for ext in ("png", "pdf")),
 )
+
+
+FAR_LEVEL = 0.1  # a snapshot this far from its level is said, not only tabled
+
+
+def far_levels(config: dict, results: dict) -> list[str]:
+    """Levels whose snapshots lie far from them on average: DropNet prunes in rounds of
+    ``fraction`` of what is left, so a level between two rounds is met only roughly."""
+    by_level: dict[tuple[str, float], list[float]] = {}
+    for snap in results["snapshots"].values():
+        if snap["level"] > 0:
+            by_level.setdefault((snap["metric"], snap["level"]), []).append(snap["pruned"])
+    out = []
+    for (metric, level), pruned in sorted(by_level.items()):
+        mean = float(np.mean(pruned))
+        if abs(mean - level) > FAR_LEVEL:
+            out.append(
+                f"level {level:g} ({metric}): its snapshots are {mean:.2f} pruned on average, "
+                f"the rounds nearest it; dropnet.fraction {config['dropnet']['fraction']:g} "
+                "removes that share of what is left each round, and a smaller one gets nearer"
+            )
+    return out
 
 
 def _assemble(config: dict, out: Path, specs: list[dict]) -> dict:
