@@ -170,6 +170,17 @@ def test_interpret_a_conv_study_draws_filters(tmp_path):
     assert "filters" in (out / "interpret" / "interpret.md").read_text()
 
 
+def test_a_model_the_path_count_cannot_follow_still_gets_its_page(tmp_path, capsys):
+    out = tmp_path / "lstm"
+    assert main([*PRUNE, "--model", "lstm-a", "--metric", "minimum", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["interpret", str(out), "--json"]) == 0  # the LSTM's permute: no path count
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["input_paths"] is None and "widths.png" in summary["figures"]
+    page = (out / "interpret" / "interpret.md").read_text()
+    assert "Not drawn: cannot follow input paths through the method 'permute'" in page
+
+
 def test_python_errors(study, tmp_path):
     with pytest.raises(DataError, match="is not a DropNet study folder"):
         interpret_study(tmp_path)

@@ -104,6 +104,70 @@ def test_an_import_that_fails_says_what_and_where_in_one_line(tmp_path, monkeypa
     assert says.format(path=tmp_path / source) in message and "\n" not in message
 
 
+SIGNATURES = textwrap.dedent(
+    '''
+    from torch import nn
+
+    import secateurs
+
+
+    @secateurs.register_model("probe-no-classes", "forgets num_classes")
+    class NoClasses(nn.Module):
+        def __init__(self, input_shape):
+            super().__init__()
+
+
+    @secateurs.register_model("probe-returns-none", "returns nothing")
+    def returns_none(input_shape, num_classes):
+        return None
+
+
+    @secateurs.register_model("probe-raises", "refuses its option", hidden="width")
+    def raises(input_shape, num_classes, hidden=4):
+        return nn.Linear(int(input_shape[-1]), hidden)
+
+
+    @secateurs.register_model("probe-flags", "takes a bool", flag="a switch", name="a label")
+    def flags(input_shape, num_classes, flag=True, name="x"):
+        model = nn.Linear(1, 1)
+        model.flag, model.label = flag, name
+        return model
+    '''
+)
+
+
+def test_builders_that_fail_or_return_no_module_say_so_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sigs.py").write_text(SIGNATURES)
+    for model, says in (("probe-no-classes", "cannot be built for inputs (1, 8, 8) and 10 classes "
+                         "(TypeError"),
+                        ("probe-returns-none", "its builder returned NoneType, not an nn.Module"),
+                        ("probe-raises:hidden=-3", "with {'hidden': -3} (RuntimeError")):
+        argv = ["train", "--import", "sigs.py", "--model", model, "--epochs", "1", "--json"]
+        assert main(argv) == 1
+        captured = capsys.readouterr()
+        assert says in captured.err and captured.err.count("\n") == 1, captured.err
+        assert json.loads(captured.out)["error"]["exit_code"] == 1
+    import_models(["sigs.py"])
+    model = build_model("probe-flags:flag=False,name=y", (1,), 2)
+    assert model.flag is False and model.label == "y"  # "False" would be truthy
+
+
+def test_a_name_taken_by_the_zoo_or_another_file_is_refused(tmp_path):
+    (tmp_path / "clash.py").write_text(
+        "import secateurs\nsecateurs.register_model('model-a', 'mine')(lambda s, n: None)\n"
+    )
+    with pytest.raises(ConfigError, match="model name 'model-a' is taken .by the secateurs zoo"):
+        import_models([str(tmp_path / "clash.py")])
+    assert build_model("model-a", (1, 8, 8), 10).__class__.__module__.startswith("secateurs")
+
+
+def test_a_syntax_error_points_at_the_user_s_line(tmp_path):
+    (tmp_path / "broken_syntax.py").write_text("import torch\nx = (\n")
+    with pytest.raises(ConfigError, match=rf"SyntaxError: .* at {tmp_path}/broken_syntax.py:2"):
+        import_models([str(tmp_path / "broken_syntax.py")])
+
+
 @pytest.mark.parametrize("name", ["", "a:b", "a,b", "with space", "k=v", "a/b"])
 def test_a_name_the_command_line_cannot_spell_is_refused(name):
     with pytest.raises(ConfigError, match="model name"):
@@ -222,3 +286,13 @@ def test_cli_prunes_a_user_sequence_model_on_token_ids_from_an_npz(tmp_path, mon
                  "small", "--json"]) == 0
     exported = json.loads(capsys.readouterr().out)
     assert exported["params"] < exported["params_before"]
+    np.savez(tmp_path / "floats.npz", x=rng.normal(size=(30, 6)), y=np.arange(30) % 3)
+    argv = ["predict", "small", "--import", "token_nets.py", "--dataset", "npz:floats.npz"]
+    assert main(argv) == 1  # token ids expected: one line, not a traceback from the Embedding
+    assert "the model fails on the inputs of dataset 'npz:floats.npz' (float32" in capsys.readouterr().err
+    argv = ["train", "--model", "model-a", "--dataset", "npz:tokens.npz", "--epochs", "1",
+            "--out", "t"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "the model fails on a batch of the data, shape (32, 6) int64" in err
+    assert err.strip().splitlines()[-1].startswith("error:") and "Traceback" not in err

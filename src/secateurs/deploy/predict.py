@@ -119,7 +119,16 @@ def evaluate_on(
         )
     x, y = {"train": (data.x_train, data.y_train), "val": (data.x_val, data.y_val),
             "test": (data.x_test, data.y_test)}[split]
-    labels = predict_labels(deployed, x, batch_size)
+    try:
+        labels = predict_labels(deployed, x, batch_size)
+    except (RuntimeError, IndexError, TypeError) as exc:  # token ids into a float model, ...
+        text = " ".join(str(exc).split())
+        raise DataError(
+            f"the model fails on the inputs of dataset {dataset!r} ("
+            f"{str(x.dtype).removeprefix('torch.')}"
+            f", shape {tuple(x.shape[1:])}): {type(exc).__name__}: {text[:300]}; it was made "
+            "for other data"
+        ) from exc
     result: dict[str, Any] = {
         "kind": deployed.kind,
         "dataset": dataset,

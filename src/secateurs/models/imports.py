@@ -46,13 +46,27 @@ def _failure(source: str, exc: BaseException) -> ConfigError:
     """The user's own error, one line: its type, message and where in their code it happened."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
     where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-    text = " ".join(str(exc).split())
+    if isinstance(exc, SyntaxError) and exc.filename:  # the user's line, not our exec of it
+        where, text = f" at {exc.filename}:{exc.lineno}", exc.msg
+    else:
+        text = " ".join(str(exc).split())
+    hint = ""
+    if isinstance(exc, ImportError) and "relative import" in str(exc):
+        hint = ("; the file is part of a package: import it by its module name (mypkg.nets) "
+                "from the folder that holds the package")
     return ConfigError(
         f"importing {source} failed: {type(exc).__name__}{': ' + text if text else ''}{where}"
+        f"{hint}"
     )
 
 
 def _import_file(path: Path):
+    if path.is_dir():
+        what = "a package" if (path / "__init__.py").is_file() else "a folder"
+        raise ConfigError(
+            f"import {path}: {what}, not a Python file; import a package by its module name "
+            f"({path.name}.nets, say) from the folder that holds it"
+        )
     if not path.is_file():
         raise ConfigError(f"import {path}: no such Python file")
     # Under its own name when free (so that its classes print as nets.Net), else a private one.

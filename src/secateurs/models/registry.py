@@ -21,7 +21,7 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(name: str, description: str, **options: str):
+def register_model(name: str, description: str, /, **options: str):
     """Decorator: register ``builder(input_shape, num_classes, **options) -> nn.Module`` under
     ``name`` (case-insensitive), with ``options`` mapping each option's name to its help. A class
     whose ``__init__(self, input_shape, num_classes, ...)`` takes those is itself a builder. On
@@ -36,10 +36,23 @@ def register_model(name: str, description: str, **options: str):
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if not callable(builder):
             raise ConfigError(f"register_model({name!r}) decorates {builder!r}, not a callable")
+        taken = _REGISTRY.get(key)
+        if taken is not None and _origin(taken.builder) != _origin(builder):
+            raise ConfigError(
+                f"model name {key!r} is taken (by {_origin(taken.builder)}); register "
+                f"{_origin(builder)} under another name"
+            )
         _REGISTRY[key] = ModelInfo(key, description, builder, dict(options))
         return builder
 
     return wrap
+
+
+def _origin(builder) -> str:
+    """Where a builder was defined: the same one imported again may register again."""
+    module = getattr(builder, "__module__", None) or "?"
+    where = "the secateurs zoo" if module.startswith("secateurs.") else module
+    return f"{where}.{getattr(builder, '__qualname__', type(builder).__name__)}"
 
 
 def unknown_model(name: str) -> ConfigError:
@@ -55,7 +68,10 @@ def list_models() -> list[ModelInfo]:
 
 
 def _parse_value(text: str):
-    """Option values on the command line: ``20-40`` is a list of ints, else int, float, or string."""
+    """Option values on the command line: ``20-40`` is a list of ints, true/false a bool, else
+    int, float, or string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     if "-" in text.strip("-") and all(p.isdigit() for p in text.split("-")):
         return [int(p) for p in text.split("-")]
     for cast in (int, float):
@@ -98,7 +114,22 @@ def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int, **opt
         )
     if num_classes < 2:
         raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
-    model = info.builder(tuple(input_shape), int(num_classes), **spec_options)
+    try:
+        model = info.builder(tuple(input_shape), int(num_classes), **spec_options)
+    except (ConfigError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # the builder's own failure on these options or this shape
+        text = " ".join(str(exc).split())
+        raise ConfigError(
+            f"model {name!r} cannot be built for inputs {tuple(input_shape)} and {num_classes} "
+            f"classes{' with ' + str(spec_options) if spec_options else ''} "
+            f"({type(exc).__name__}: {text[:300]})"
+        ) from exc
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model {name!r}: its builder returned {type(model).__name__}, not an nn.Module "
+            "(a builder is called as builder(input_shape, num_classes, **options))"
+        )
     model.secateurs_spec = {"name": name, "options": spec_options}
     return model
 

@@ -103,11 +103,17 @@ class _PathInterpreter(fx.Interpreter):
 def input_path_strength(masked: MaskedNetwork) -> torch.Tensor:
     """Per input element (shape ``masked.input_shape``), the sum over chains of alive units and
     nonzero weights to any output of the product of the absolute weights (0: no live path)."""
+    if masked.input_dtype.is_floating_point is False:
+        raise _cannot(f"the model's {str(masked.input_dtype).removeprefix('torch.')} input "
+                      "(token ids have no path strength)")
     was_training = masked.training
     masked.eval()
     try:
         x = torch.zeros(1, *masked.input_shape, dtype=torch.float64, requires_grad=True)
-        out = _PathInterpreter(masked.net).run(x)
+        try:
+            out = _PathInterpreter(masked.net).run(x)
+        except ConfigError as exc:  # fx's Interpreter appends notes of its own: keep ours
+            raise ConfigError(str(exc).split("\n")[0]) from None
         out.sum().backward()
     finally:
         masked.train(was_training)

@@ -401,7 +401,14 @@ def interpret_study(
         text += ["The input is not an image read directly by a prunable layer, so the first "
                  "layer's units are not drawn.", ""]
 
-    after = input_path_strength(masked)
+    try:
+        after = input_path_strength(masked)
+    except ConfigError as exc:  # an op the path count cannot follow: the rest still stands
+        text += ["## Inputs with a live path to the output", "",
+                 f"Not drawn: {exc} (the path count follows linear layers, convolutions, "
+                 "pooling and elementwise ops).", ""]
+        result.summary.update(input_paths=None)
+        return _finish(result, out, text)
     unpruned = _network_at(masked, full_run, 0, all_alive=True)
     before = input_path_strength(unpruned)
     live = after > 0
@@ -425,9 +432,14 @@ def interpret_study(
     write_csv(out / "input_paths.csv", [
         {"input": i, "strength_round_0": float(b), f"strength_round_{round_}": float(a)}
         for i, (b, a) in enumerate(zip(before.flatten(), after.flatten(), strict=True))])
+    return _finish(result, out, text)
+
+
+def _finish(result, out: Path, text: list[str]):
     write_text(out / "interpret.md", "\n".join(text))
-    write_json(out / "interpret.json", {"metric": metric, "seed": seed, "round": round_,
-                                        "figures": result.figures, **result.summary})
+    write_json(out / "interpret.json", {"metric": result.metric, "seed": result.seed,
+                                        "round": result.round, "figures": result.figures,
+                                        **result.summary})
     return result
 
 

@@ -176,6 +176,21 @@ def check_logits(logits: object, num_classes: int, batch: int) -> None:
     )
 
 
+def first_forward(model: nn.Module, x: torch.Tensor):
+    """The model on its first batch; a model that cannot take the data (a float layer given
+    token ids, a width the data does not have, ids beyond an Embedding) fails in one line
+    naming the batch, instead of with a traceback from inside the model."""
+    try:
+        return model(x)
+    except (RuntimeError, IndexError, TypeError, ValueError) as exc:
+        text = " ".join(str(exc).split())
+        raise ConfigError(
+            f"the model fails on a batch of the data, shape {tuple(x.shape)} "
+            f"{str(x.dtype).removeprefix('torch.')} ({type(exc).__name__}: {text[:300]}); "
+            "check that the model is built for this dataset"
+        ) from exc
+
+
 def train(
     model: nn.Module,
     data: DatasetSplits,
@@ -239,9 +254,11 @@ def _train(
                 xb = augment_batch(xb, config, gen)
                 if scheduled:
                     set_learning_rate(optimizer, learning_rate(config, epoch - 1, s, steps))
-                logits = model(xb)
                 if epoch == 1 and s == 0:
+                    logits = first_forward(model, xb)
                     check_logits(logits, data.num_classes, len(yb))
+                else:
+                    logits = model(xb)
                 loss = F.cross_entropy(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
