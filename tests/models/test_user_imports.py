@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 import yaml
 
 from secateurs import register_model
@@ -296,3 +297,15 @@ def test_cli_prunes_a_user_sequence_model_on_token_ids_from_an_npz(tmp_path, mon
     err = capsys.readouterr().err
     assert "the model fails on a batch of the data, shape (32, 6) int64" in err
     assert err.strip().splitlines()[-1].startswith("error:") and "Traceback" not in err
+
+
+def test_a_user_model_takes_samples_of_any_rank_the_zoo_three_at_most():
+    from torch import nn
+
+    @register_model("probe-video", "clips of (C, T, H, W)")
+    def video(input_shape, num_classes):
+        return nn.Sequential(nn.Flatten(), nn.Linear(int(torch.tensor(input_shape).prod()), 3))
+
+    assert build_model("probe-video", (2, 3, 4, 5), 3)[1].in_features == 120
+    with pytest.raises(ConfigError, match=r"input shape must be \(C, H, W\)"):
+        build_model("model-a", (2, 3, 4, 5), 3)

@@ -108,7 +108,8 @@ def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int, **opt
             f"model {name!r} has no option {', '.join(sorted(unknown))}; "
             f"its options are: {', '.join(sorted(info.options)) or 'none'}"
         )
-    if len(input_shape) not in (1, 2, 3):
+    zoo = (getattr(info.builder, "__module__", "") or "").startswith("secateurs.")
+    if not input_shape or (zoo and len(input_shape) not in (1, 2, 3)):  # users' models: any
         raise ConfigError(
             f"input shape must be (C, H, W), (H, W) or (features,), got {tuple(input_shape)}"
         )
