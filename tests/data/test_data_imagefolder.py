@@ -194,3 +194,23 @@ def test_one_colour_mode_for_the_whole_dataset(tmp_path):
     mixed = load_image_folder(tmp_path / "mixed")
     assert mixed.x_train.shape[1] == 3
     assert torch.equal(mixed.x_train[0], torch.from_numpy(colour["a"][0].transpose(2, 0, 1)))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+def test_photos_with_an_exif_orientation_are_loaded_upright(tmp_path, suffix):
+    # A phone stores the sensor's pixels and a tag saying how to turn them. Tag 6 means "turn 90
+    # degrees clockwise to view": the stored pixels are the upright image turned anticlockwise.
+    rng = np.random.default_rng(0)
+    upright = rng.integers(0, 256, (3, 5), dtype=np.uint8)  # 3 rows, 5 columns
+    stored = np.rot90(upright, k=1)  # anticlockwise: 5 rows, 3 columns
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+    Image.fromarray(np.ascontiguousarray(stored)).save(
+        tmp_path / "a" / f"turned{suffix}", exif=exif, **({"lossless": True} if suffix == ".webp" else {})
+    )
+    Image.fromarray(upright).save(tmp_path / "b" / "plain.png")  # no tag: kept as stored
+    x, colour = decode_images([tmp_path / "a" / f"turned{suffix}", tmp_path / "b" / "plain.png"])
+    assert colour == (suffix == ".webp") and x.shape[2:] == (3, 5)  # WebP stores RGB
+    assert all(np.array_equal(x[i, c], upright) for i in range(2) for c in range(x.shape[1]))

@@ -22,6 +22,7 @@ CHUNK = 512  # images per pool task: large enough to amortise the task overhead
 # Below this many pixels per image, decoding is a small part of the per-image cost (Pillow's header
 # parsing runs in Python, holding the GIL) and threads only add contention: decode in one thread.
 THREADED_MIN_PIXELS = 64 * 64
+ORIENTATION = 0x0112  # the EXIF tag saying how a photo is turned
 
 
 def _images_under(folder: Path) -> list[Path]:
@@ -68,13 +69,29 @@ def list_class_folder(folder: Path) -> tuple[list[str], list[Path], np.ndarray]:
     return classes, paths, np.asarray(labels, dtype=np.int64)
 
 
+def _upright(orientation: int):
+    """The transpose that turns pixels stored with this EXIF Orientation upright (None: 1, upright,
+    or a value outside the standard's 1-8)."""
+    from PIL.Image import Transpose as T
+
+    return {
+        2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FLIP_TOP_BOTTOM, 5: T.TRANSPOSE,
+        6: T.ROTATE_270, 7: T.TRANSVERSE, 8: T.ROTATE_90,
+    }.get(orientation)
+
+
 def _open(path: Path):
+    """The decoded image, turned upright: a phone photo stores its pixels as the sensor saw them
+    and an EXIF Orientation tag saying how to turn them, which viewers apply and Pillow does not."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         im = Image.open(path)
+        # JPEG, PNG and WebP keep EXIF in info: only files that carry it pay for parsing it.
+        # (Pillow's TIFF decoder handles a TIFF's own orientation tag itself.)
+        turn = _upright(im.getexif().get(ORIENTATION, 1)) if "exif" in im.info else None
         im.load()
-        return im
+        return im.transpose(turn) if turn is not None else im
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot decode image {path}: {e}") from e
 
