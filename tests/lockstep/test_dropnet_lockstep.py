@@ -12,12 +12,16 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from secateurs.cli.main import main
+from secateurs.data.splits import DatasetSplits
 from secateurs.errors import ConfigError, TrainingDiverged
 from secateurs.experiments.prune_study import run_prune_study
 from secateurs.pruning import PAPER_METRICS, DropNet, DropNetConfig, get_metric
+from secateurs.pruning import driver as driver_module
 from secateurs.pruning import dropnet as dropnet_module
+from secateurs.pruning import lockstep as lockstep_module
 from secateurs.pruning.driver import LockstepFallback, run_dropnet_lockstep, run_dropnets
 from secateurs.pruning.importance import activation_stats, scores_from_stats, unit_scores
 from secateurs.pruning.lockstep import (
@@ -229,6 +233,62 @@ def test_a_model_returning_features_beside_its_logits_runs_in_lockstep(digits):
     assert_same_runs(separate, together)
 
 
+class PerStep(nn.Module):
+    """Linears applied at every time step of a (N, T, F) sequence (an input projection and a
+    feed-forward block, as in a transformer), optionally around a GRU, then mean over time."""
+
+    def __init__(self, recurrent=False):
+        super().__init__()
+        self.inp = nn.Linear(5, 12)
+        self.rnn = nn.GRU(12, 8, batch_first=True) if recurrent else None
+        self.ff1 = nn.Linear(12 if not recurrent else 8, 16)
+        self.ff2 = nn.Linear(16, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.inp(x))
+        if self.rnn is not None:
+            out, _ = self.rnn(h)
+            h = out + self.ff2(F.relu(self.ff1(out)))  # ff2 is coupled to the GRU's units
+        else:
+            h = torch.relu(self.ff2(F.relu(self.ff1(h))))
+        return self.head(h.mean(1))
+
+
+def _sequence_splits(n=240):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 7, 5, generator=gen)
+    y = (x[:, :, 0].sum(1) > 0).long() + (x[:, -1, 1] > 0.5).long()
+    return DatasetSplits("seq", x[:160], y[:160], x[160:200], y[160:200], x[200:], y[200:],
+                         num_classes=3)
+
+
+@pytest.mark.parametrize("recurrent", [False, True], ids=["mlp", "gru"])
+def test_linears_applied_per_time_step_run_in_lockstep(recurrent, monkeypatch):
+    data = _sequence_splits()
+    monkeypatch.setattr(lockstep_module, "BATCH_RECURRENT_ON_CPU", True)  # (a choice on CPU)
+    batched = []
+    stackable = driver_module._stackable
+
+    def spy(runs, lockstep):
+        out = stackable(runs, lockstep)
+        batched.extend([out] if lockstep else [])
+        return out
+
+    monkeypatch.setattr(driver_module, "_stackable", spy)
+    runs = [(config(m, until=0.5, epochs=2), s) for m in ("minimum", "random", "minimum_layer")
+            for s in (0, 1)]
+    torch.manual_seed(0)
+    nets = [DropNet(PerStep(recurrent), data, cfg, seed=s) for cfg, s in runs]
+    separate = [copy.deepcopy(n).run(lockstep=False) for n in nets]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LockstepFallback)
+        together = run_dropnets(nets, lockstep=True)
+    assert batched == [set(range(6))]  # every run went through the stack
+    assert_same_runs(separate, together)
+    assert any(r.dropped for r in together)
+
+
 # -- the pieces ---------------------------------------------------------------------------------
 def pruned_nets(digits, spec, seeds, drops):
     """DropNet runs with some units dropped by hand (seeded), trained briefly."""
@@ -390,24 +450,23 @@ def test_compaction_with_weight_decay_is_refused_and_the_default_reproduces_the_
 
 
 class PerRow(nn.Module):
-    """A linear layer over the last dimension of a conv output: the stack builds, but its linear
-    layers take (N, features) only, which shows when the first input goes through."""
+    """Rows of a conv output picked by a list: the stack builds, but it indexes activations with
+    constants it can batch only (ints, slices), which shows when the first input goes through."""
 
     prunable_layers = ("conv",)
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.row = nn.Linear(8, 3)
-        self.fc = nn.Linear(4 * 8 * 3, 10)
+        self.fc = nn.Linear(4 * 4 * 8, 10)
 
     def forward(self, x):
-        return self.fc(torch.flatten(torch.relu(self.row(torch.relu(self.conv(x)))), 1))
+        return self.fc(torch.flatten(torch.relu(self.conv(x))[:, :, [0, 2, 4, 6]], 1))
 
 
 def test_models_refused_at_forward_time_fall_back_to_separate_runs(digits, monkeypatch):
     assert lockstep_unsupported_reason(FC, digits) is None
-    assert "(N, features)" in lockstep_unsupported_reason(PerRow(), digits)
+    assert "ints, slices" in lockstep_unsupported_reason(PerRow(), digits)
 
     def build(spec, shape, classes):
         return PerRow() if spec == "per-row" else original(spec, shape, classes)
@@ -415,7 +474,7 @@ def test_models_refused_at_forward_time_fall_back_to_separate_runs(digits, monke
     original = dropnet_module.build_model
     monkeypatch.setattr(dropnet_module, "build_model", build)
     runs = [(config("minimum", until=0.6, epochs=1), s) for s in (0, 1)]
-    with pytest.warns(LockstepFallback, match="features"):
+    with pytest.warns(LockstepFallback, match="ints, slices"):
         results = run_dropnet_lockstep("per-row", digits, runs)
     separate = [DropNet("per-row", digits, cfg, seed=s).run(lockstep=False) for cfg, s in runs]
     for a, b in zip(separate, results, strict=True):

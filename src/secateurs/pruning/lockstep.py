@@ -72,11 +72,12 @@ class StackedUnitMask(StackedOp):
 
     def run(self, x: Stacked) -> Stacked:
         k, units = self.mask.shape
-        if self.dim == -1 and x.t.dim() > (2 if x.layout == "shared" else 3):
-            raise LockstepUnsupported("lockstep batches masks on dim 1 only (a per-token Linear)")
         t, layout = (x.t.unsqueeze(1), "bk") if x.layout == "shared" else (x.t, x.layout)
-        tail = (1,) * (t.dim() - 3)
-        shape = (k, 1, units, *tail) if layout == "kb" else (1, k, units, *tail)
+        # Units on dim 1 of each network's tensor (channels), or last (a Linear's units, also
+        # when it runs per time step on (N, T, F)).
+        shape = [1] * t.dim()
+        shape[0 if layout == "kb" else 1] = k
+        shape[2 if self.dim == 1 else -1] = units
         return Stacked(t * self.mask.view(shape), layout)
 
     def fused_stage(self) -> Stage | None:
@@ -140,9 +141,17 @@ def needed_widths(nets: Sequence[MaskedNetwork]) -> dict[tuple[str, ...], int]:
     widths: dict[tuple[str, ...], int] = {}
     if has_dropout(first.net):
         return widths
+    # compact_copy slices the input side of Linear and Conv2d consumers only (not, say, a GRU's
+    # weight_ih fed by a per-token Linear)
+    fed_elsewhere = {
+        x for name, space in flow.space_of.items()
+        if not isinstance(first.net.get_submodule(name), (nn.Linear, nn.Conv2d))
+        for x in space.layers()
+    }
     for group in flow.groups():
         if flow.barrier_reasons(group[0]) or any(
-            _unsliceable_tail_state(first, x) or resolve(first.net, x) is not None for x in group
+            _unsliceable_tail_state(first, x) or resolve(first.net, x) is not None
+            or x in fed_elsewhere for x in group
         ):  # recurrent layers are not compacted: all layers of a module share one width
             continue
         width = max(int(_alive_union(net, group).sum()) for net in nets)
@@ -328,10 +337,20 @@ class _ActivationTaps:
         self.zeros = {x: torch.zeros(k, w, dtype=torch.float64, device=device) for x, w in widths.items()}
         self.positions: dict[str, int] = {}
         self.zeros_needed = zeros_needed
-        self.taps = {name: self._tap(layer) for layer, name in self.names.items()}
+        masks = nets[0].mask_modules()
+        # A per-token Linear's mask sees (K, N, T, units); a recurrent op taps (K, N, units, T).
+        units_last = {
+            layer for layer in self.names
+            if getattr(masks[layer], "dim", 1) == -1 and resolve(nets[0].net, layer) is None
+        }
+        self.taps = {
+            name: self._tap(layer, layer in units_last) for layer, name in self.names.items()
+        }
 
-    def _tap(self, layer: str):
+    def _tap(self, layer: str, units_last: bool):
         def record(out: torch.Tensor) -> None:  # (K, N, C, *spatial), possibly a strided view
+            if units_last and out.dim() > 3:
+                out = out.movedim(-1, 2)
             spatial = tuple(range(3, out.dim()))
             mean = out.mean(spatial) if spatial else out
             self.sums[layer] += mean.abs().sum(1).double()

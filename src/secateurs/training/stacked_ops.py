@@ -135,15 +135,22 @@ class StackedLinear(StackedOp):
         super().__init__(modules, ("weight", "bias"))
 
     def run(self, x: Stacked) -> Stacked:
-        t = x.kb(self.weight.shape[0])
-        if t.dim() != 3:
-            raise LockstepUnsupported("lockstep Linear layers need (N, features) inputs")
+        k = self.weight.shape[0]
+        t = x.kb(k)  # a view
+        if t.dim() < 3:
+            raise LockstepUnsupported("lockstep Linear layers need (N, ..., features) inputs")
+        n, lead = t.shape[1], t.shape[2:-1]
+        # A Linear applied per time step or position, (N, T, ..., F), is one product over N*T
+        # rows; a shared input is flattened before it is broadcast, so it is never copied K times.
+        if lead:
+            flat = Stacked(x.t.reshape(-1, t.shape[-1]), "shared") if x.layout == "shared" else None
+            t = flat.kb(k) if flat is not None else t.reshape(k, -1, t.shape[-1])
         xt = t.transpose(1, 2)
         if self.bias is None:
             yt = torch.bmm(self.weight, xt)
         else:
             yt = torch.baddbmm(self.bias.unsqueeze(2), self.weight, xt)
-        return Stacked(yt.transpose(1, 2), "kb")
+        return Stacked(yt.transpose(1, 2).reshape(k, n, *lead, yt.shape[1]), "kb")
 
     def fused_stage(self) -> Stage | None:
         return Stage("linear", self.weight, self.bias)
