@@ -35,7 +35,8 @@ class Fixed(nn.Module):
 
 
 def slow_vote(probs: np.ndarray, vote: str, weights=None) -> list[int]:
-    """Reference: loops over samples and members, ties to the lowest class."""
+    """Reference: loops over samples and members, ties to the lowest class (a single member's
+    equal logits give exactly equal probabilities)."""
     m, n, c = probs.shape
     out = []
     for s in range(n):
@@ -50,7 +51,10 @@ def slow_vote(probs: np.ndarray, vote: str, weights=None) -> list[int]:
             else:
                 best = max(range(c), key=lambda k: (probs[i, s, k], -k))
                 totals[best] += 1
-        top = max(range(c), key=lambda k: (totals[k], -k))
+        # soft and weighted totals within 4 float32 ulps per unit of vote weight are a tie
+        weight = sum(weights) if vote == "weighted" else m
+        tol = 4 * np.finfo(np.float32).eps * weight if vote in ("soft", "weighted") else 0
+        top = min(k for k in range(c) if totals[k] >= max(totals) - tol)
         if vote == "majority" and not 2 * totals[top] > m:
             top = -1
         out.append(top)

@@ -52,6 +52,21 @@ def test_every_metric_matches_slow_loops_on_every_team(seed):
             assert fast[t] == pytest.approx(slow, abs=1e-9), (metric, t)
 
 
+def test_pools_of_more_than_64_models_match_slow_loops():
+    # Correctness patterns were once packed into one int64 a sample: models 64 and up were lost.
+    m, n, c = 75, 60, 3
+    probs, labels = random_pool(7, m, n, c, copies=False)
+    preds, correct = preds_correct(probs, labels)
+    rng = np.random.default_rng(0)
+    teams = [(66, 70, 74), (0, 63, 64), (1, 65), tuple(range(m)),
+             *(tuple(sorted(rng.choice(m, size, replace=False))) for size in (2, 4, 9, 33, 70))]
+    for metric in METRICS:
+        fast = _fast(metric, correct, preds, c, teams)
+        for t in teams:
+            slow = team_metric(metric, correct, preds, c, t)
+            assert fast[t] == pytest.approx(slow, abs=1e-9), (metric, t)
+
+
 @SETTINGS
 @given(seed=st.integers(0, 2**32 - 1))
 def test_sample_weights_equal_repeated_samples(seed):

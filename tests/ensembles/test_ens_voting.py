@@ -10,7 +10,15 @@ from ens_slow import draw, random_pool, vote_slow
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secateurs.ensembles import VOTES, PredictionPool, TeamAccuracy, predict, team_accuracy
+from secateurs.ensembles import (
+    VOTES,
+    PredictionPool,
+    TeamAccuracy,
+    predict,
+    select_team,
+    team_accuracy,
+)
+from secateurs.ensembles.voting import direct_correct_counts
 from secateurs.errors import ConfigError
 
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True)
@@ -73,3 +81,51 @@ def test_bad_votes_and_weights_are_config_errors():
         TeamAccuracy(pool.selection, "weighted", [1.0, 0.0, 1.0])
     with pytest.raises(ConfigError, match="no test split"):
         team_accuracy(pool, "ab", split="test")
+
+
+def _hundredths_pool(seed, m, n, c):
+    """Probabilities in whole hundredths (a CSV written to two decimals): ties between summed
+    classes are common and exact in decimal, but not in binary floating point."""
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.integers(0, 11, (m, n, c - 1)), axis=2) * 10  # multiples of 0.1
+    ints = np.diff(np.concatenate([np.zeros((m, n, 1), int), cuts, np.full((m, n, 1), 100)],
+                                  axis=2), axis=2)
+    return ints, rng.integers(0, c, n)
+
+
+def _exact_right(ints, labels, team, weights):
+    """Samples a team gets right, adding integer hundredths times integer weights: exact."""
+    right = 0
+    for k in range(len(labels)):
+        totals = [sum(weights[i] * int(ints[i, k, j]) for i in team) for j in range(ints.shape[2])]
+        right += totals.index(max(totals)) == labels[k]  # index(): the lowest class of a tie
+    return right
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_decimal_ties_are_ties_in_every_routine(dtype):
+    # [0.7, 0.3] + [0.2, 0.8] + [0.6, 0.4] is a tie: the margins' matrix product (selection) and
+    # the summed probabilities (test accuracy, predict, bounded HQ) once broke it differently.
+    m, n, c = 6, 300, 3
+    ints, labels = _hundredths_pool(0, m, n, c)
+    probs = (ints / 100).astype(dtype)
+    pool = PredictionPool.from_arrays([f"m{i}" for i in range(m)], probs, labels, probs, labels)
+    split = pool.selection
+    assert np.array_equal(split.preds, np.asarray(
+        [[list(ints[i, k]).index(max(ints[i, k])) for k in range(n)] for i in range(m)]))
+    for vote, w in (("soft", np.ones(m, int)), ("weighted", np.arange(1, m + 1))):
+        evaluator = TeamAccuracy(split, vote, w)
+        for size in range(2, m + 1):
+            group = np.array(list(combinations(range(m), size)))
+            want = [_exact_right(ints, labels, t, w) for t in group]
+            assert list(evaluator.correct_counts(group)) == want, (vote, size)
+            assert list(direct_correct_counts(split, group, vote, w)) == want, (vote, size)
+            for t, right in zip(group, want, strict=True):
+                assert int((predict(split, t, vote, w) == labels).sum()) == right
+    # selection and test are the same data: every team gets one accuracy
+    result = select_team(pool, metric="gd", method="exhaustive", max_size=m)
+    for level in result.levels:
+        right = direct_correct_counts(pool.test, level.teams, "soft")
+        assert list(level.accuracy) == list(right / n), level.size
+    for report in (result.pool, result.best_single, result.recommended):
+        assert report.selection_accuracy == report.test_accuracy

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ensembles.ties import tie_tolerance
 from ..errors import ConfigError, DataError
 from ..io import load_tensors, save_tensors
 from ..pruning.surgery import (
@@ -75,20 +76,37 @@ class TeamEnsemble(nn.Module):
         if self.vote in ("soft", "weighted"):
             w = self.vote_weights.to(probs.device)
             return torch.einsum("l,lnc->nc", w, probs.double())
-        votes = F.one_hot(probs.argmax(dim=2), probs.shape[2]).double()
+        votes = F.one_hot(_first_top(probs, tie_tolerance("float32")), probs.shape[2]).double()
         return votes.sum(dim=0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _tied_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """``scores`` with totals tied with the highest (within float32's precision,
+        ``ensembles.ties``) set equal to it, so the first maximum is the class selection chose."""
         s = self.scores(x)
+        if self.vote in ("soft", "weighted"):
+            best = s.max(dim=1, keepdim=True).values
+            tol = float(tie_tolerance("float32", float(self.vote_weights.sum())))
+            s = torch.where(s >= best - tol, best, s)
+        return s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self._tied_scores(x)
         return (s / s.sum(dim=1, keepdim=True)).to(torch.float32)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """[N] labels (-1 where majority voting finds no majority)."""
-        s = self.scores(x)
+        s = self._tied_scores(x)
         top = s.argmax(dim=1)  # the first maximum: ties go to the lowest class
         if self.vote == "majority":
             top = torch.where(2 * s.max(dim=1).values > len(self.members), top, -1)
         return top
+
+
+def _first_top(scores: torch.Tensor, tol: float) -> torch.Tensor:
+    """The lowest class within ``tol`` of the highest score (``ensembles.ties``: the rule
+    selection used, so a deployed team scores what its run reported)."""
+    best = scores.max(dim=-1, keepdim=True).values
+    return (scores >= best - float(tol)).to(torch.uint8).argmax(dim=-1)
 
 
 def check_vote(vote: str) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .pool import Split
+from .ties import tie_tolerance, vote_argmax
 
 BASELINES = {
     "random": ("uniform",),
@@ -113,20 +114,25 @@ def _top(score: np.ndarray, k: int, highest: bool) -> np.ndarray:
     return np.sort(np.lexsort((np.arange(score.size), key))[:k])
 
 
-def _soft_right_with_each(split: Split, total: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """[len(candidates)] samples right when each candidate is added to ``total`` ([N, C] sums)."""
+def _soft_right_with_each(
+    split: Split, total: np.ndarray, candidates: np.ndarray, size: int
+) -> np.ndarray:
+    """[len(candidates)] samples right when each candidate is added to ``total`` ([N, C] sums),
+    making a team of ``size``."""
+    tol = tie_tolerance(split.probs.dtype, size)
     n, c = split.num_samples, split.num_classes
     out = np.zeros(candidates.size, dtype=np.int64)
     step = max(1, _BLOCK // max(n * c, 1))
     for start in range(0, candidates.size, step):
         block = candidates[start : start + step]
         scores = total[None] + split.probs[block].astype(np.float64)
-        out[start : start + step] = (scores.argmax(axis=2) == split.labels[None]).sum(axis=1)
+        pred = vote_argmax(scores, tol)
+        out[start : start + step] = (pred == split.labels[None]).sum(axis=1)
     return out
 
 
-def _soft_pred(split: Split, total: np.ndarray) -> np.ndarray:
-    return total.argmax(axis=1)
+def _soft_pred(split: Split, total: np.ndarray, size: int) -> np.ndarray:
+    return vote_argmax(total, tie_tolerance(split.probs.dtype, size))
 
 
 # ----------------------------------------------------------------------------- rank pruning
@@ -182,10 +188,10 @@ def greedy_select(split: Split, criterion: str, size: int) -> np.ndarray:
     for _ in range(size):
         rest = np.array([i for i in range(m) if i not in chosen], dtype=np.int64)
         if criterion == "reduced-error":
-            crit = -_soft_right_with_each(split, total, rest).astype(np.float64)
+            crit = -_soft_right_with_each(split, total, rest, len(chosen) + 1).astype(np.float64)
         elif criterion == "complementariness":
             team_wrong = (np.ones(split.num_samples, dtype=bool) if not chosen
-                          else _soft_pred(split, total) != split.labels)
+                          else _soft_pred(split, total, len(chosen)) != split.labels)
             crit = -(correct[rest] & team_wrong[None]).sum(axis=1).astype(np.float64)
         elif criterion == "margin-distance":
             mean = (signature[None] + sig[rest]) / (len(chosen) + 1)
@@ -194,11 +200,11 @@ def greedy_select(split: Split, criterion: str, size: int) -> np.ndarray:
             if not chosen:
                 crit = -acc[rest]
             else:
-                team_pred = _soft_pred(split, total)
+                team_pred = _soft_pred(split, total, len(chosen))
                 agreement = (split.preds[rest] == team_pred[None]).mean(axis=1)
                 k = math.ceil(DREP_RHO * rest.size)
                 pool = rest[_top(agreement, k, highest=False)]
-                right = _soft_right_with_each(split, total, pool)
+                right = _soft_right_with_each(split, total, pool, len(chosen) + 1)
                 pick = int(pool[np.lexsort((pool, -right))[0]])
                 chosen.append(pick)
                 total += split.probs[pick]

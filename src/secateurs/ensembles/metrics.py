@@ -115,12 +115,13 @@ def sample_stats(
         gram = hist @ hist.T
     pats = pat_w = None
     if patterns:
-        codes = (correct.astype(np.int64) << np.arange(m, dtype=np.int64)[:, None]).sum(axis=0)
-        uniq, inverse = np.unique(codes, return_inverse=True)
+        # Each sample's pattern of right and wrong models, as bytes (8 models a byte: any M).
+        codes = np.packbits(correct, axis=0).T  # (N, ceil(M / 8))
+        uniq, inverse = np.unique(codes, axis=0, return_inverse=True)
         pat_w = np.bincount(inverse.ravel(), weights=w, minlength=len(uniq))
         keep = pat_w > 0
         uniq, pat_w = uniq[keep], pat_w[keep]
-        pats = ((uniq[:, None] >> np.arange(m, dtype=np.int64)) & 1).astype(np.float64)
+        pats = np.unpackbits(uniq, axis=1, count=m).astype(np.float64)
     return SampleStats(float(w.sum()), n_correct, both, agree, gram, pats, pat_w)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .ties import tie_tolerance, vote_argmax
 
 #: Each row of a probability array must sum to 1 within this absolute tolerance.
 PROB_SUM_TOLERANCE = 1e-3
@@ -178,8 +179,9 @@ class Split:
 
     @cached_property
     def preds(self) -> np.ndarray:
-        """[M, N] predicted class of each model (argmax, ties to the lowest class)."""
-        return self.probs.argmax(axis=2)
+        """[M, N] predicted class of each model (argmax; ties, within the inputs' precision
+        (``ties``), to the lowest class)."""
+        return vote_argmax(self.probs, tie_tolerance(self.probs.dtype))
 
     @cached_property
     def correct(self) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Ensemble predictions and the accuracy of many teams at once.
 
-Rules: ``soft`` averages the members' probability vectors and takes the argmax (ties to the lowest
-class); ``weighted`` does the same with per-model weights (default: selection accuracy);
+Rules: ``soft`` averages the members' probability vectors and takes the argmax (ties, within the
+inputs' precision (``ties``), to the lowest class); ``weighted`` does the same with per-model
+weights (default: selection accuracy);
 ``plurality`` takes the class with most member votes (ties to the lowest class); ``majority``
 needs more than half of the votes, otherwise the sample counts as wrong.
 
@@ -19,6 +20,7 @@ import numpy as np
 from ..errors import ConfigError
 from .pool import Split
 from .teams import chunks, members_to_matrix
+from .ties import tie_tolerance, vote_argmax
 
 VOTES = ("soft", "plurality", "majority", "weighted")
 _CHUNK_ELEMENTS = 1 << 23
@@ -45,7 +47,8 @@ def predict(split: Split, team: Sequence[int], vote: str = "soft", weights=None)
     c = split.num_classes
     if vote in ("soft", "weighted"):
         w = np.ones(len(idx)) if vote == "soft" else check_weights(weights, len(split.probs))[idx]
-        return np.tensordot(w, split.probs[idx].astype(np.float64), axes=1).argmax(axis=1)
+        total = np.tensordot(w, split.probs[idx].astype(np.float64), axes=1)
+        return vote_argmax(total, tie_tolerance(split.probs.dtype, w.sum()))
     counts = np.zeros((split.num_samples, c), dtype=np.int64)
     for i in idx:
         counts[np.arange(split.num_samples), split.preds[i]] += 1
@@ -78,6 +81,9 @@ class TeamAccuracy:
         w = None
         if self.vote == "weighted":
             w = check_weights(weights, self.num_models)
+        self.weights = w
+        # totals this close are a tie (``ties``): per unit of vote weight; votes are exact counts
+        self.unit_tol = 0.0 if self.vote == "plurality" else float(tie_tolerance(split.probs.dtype))
         tables = [np.zeros((self.num_models, 0), dtype=split.probs.dtype)]
         stricts, owners = [np.zeros(0, dtype=bool)], [np.zeros(0, dtype=np.int64)]
         step = max(1, _CHUNK_ELEMENTS // max(self.num_models * split.num_classes, 1))
@@ -87,10 +93,7 @@ class TeamAccuracy:
             stricts.append(strict)
             owners.append(owner + sl.start)
         self.table = np.concatenate(tables, axis=1)
-        strict = np.concatenate(stricts)
-        # "margin <= 0" is "margin < smallest positive float": one comparison per column
-        tiny = np.nextafter(np.zeros(1, self.table.dtype), np.ones(1, self.table.dtype))[0]
-        self.threshold = np.where(strict, tiny, 0).astype(self.table.dtype)
+        self.strict = np.concatenate(stricts)  # the class is below the label: it wins a tie
         owner = np.concatenate(owners)
         # columns are grouped by sample: where each sample's group starts
         self.starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if owner.size else owner
@@ -111,10 +114,21 @@ class TeamAccuracy:
             if self.vote == "majority":
                 out[sl] += (2 * margin > members.shape[1]).sum(axis=1)
                 continue
-            fail = margin < self.threshold  # margin < 0, or <= 0 where ties go to the class
+            fail = self._fails(margin, members[sl])
             wrong = np.logical_or.reduceat(fail, self.starts, axis=1).sum(axis=1)
             out[sl] += self.starts.size - wrong
         return out
+
+    def _fails(self, margin: np.ndarray, members: np.ndarray) -> np.ndarray:
+        """Where a team's margin loses: below -tol, or at most +tol where the class is the lower
+        one and wins the tie."""
+        dtype = self.table.dtype
+        if self.weights is None:  # one tolerance for every team of this size
+            tol = np.asarray(self.unit_tol * members.shape[1], dtype=dtype)
+            limit = np.where(self.strict, np.nextafter(tol, np.asarray(np.inf, dtype)), -tol)
+            return margin < limit.astype(dtype)
+        tol = (self.unit_tol * self.weights[members].sum(axis=1))[:, None].astype(dtype)
+        return np.where(self.strict, margin <= tol, margin < -tol)
 
     def accuracy(self, members: np.ndarray) -> np.ndarray:
         return self.correct_counts(members) / self.n
@@ -132,9 +146,12 @@ def _margins(split: Split, samples: np.ndarray, vote: str, w: np.ndarray | None)
         compete = score.any(axis=0)
     else:
         score = split.probs[:, samples, :]
+        # a class competes where some member scores it within a tie of the label (``ties``)
+        slack = tie_tolerance(score.dtype, 1.0 if w is None else w)
         if w is not None:
             score = score * w.astype(score.dtype)[:, None, None]
-        compete = (score >= score[:, rows, y][:, :, None]).any(axis=0)
+        slack = np.reshape(slack, (-1, 1, 1))
+        compete = (score >= score[:, rows, y][:, :, None] - slack).any(axis=0)
     compete[rows, y] = False
     owner, cls = np.nonzero(compete)
     table = score[:, owner, y[owner]] - score[:, owner, cls]
@@ -155,7 +172,8 @@ def direct_correct_counts(split: Split, members: np.ndarray, vote: str = "soft",
     """[T] samples each team gets right, by summing its members' scores directly.
 
     For a few teams of a large pool, cheaper than :class:`TeamAccuracy` (no [M, J] table). The
-    rules are the same: argmax ties go to the lowest class; majority needs more than half.
+    rules are the same: argmax ties (``ties``) go to the lowest class; majority needs more than
+    half.
     """
     vote = check_vote(vote)
     members = np.asarray(members, dtype=np.int64)
@@ -184,5 +202,10 @@ def direct_correct_counts(split: Split, members: np.ndarray, vote: str = "soft",
                 total += probs[block[:, p]]
             else:
                 total += w[block[:, p]][:, None, None] * probs[block[:, p]]
-        out[sl] = (total.argmax(axis=2) == labels[None, :]).sum(axis=1)
+        if probs is None:
+            pred = total.argmax(axis=2)  # exact counts
+        else:
+            weight = size if w is None else w[block].sum(axis=1)
+            pred = vote_argmax(total, np.reshape(tie_tolerance(probs.dtype, weight), (-1, 1)))
+        out[sl] = (pred == labels[None, :]).sum(axis=1)
     return out
