@@ -68,13 +68,14 @@ def test_select_human_output_is_a_table_with_the_rule(pool_dir, capsys):
     assert "Teams per size" in out
 
 
-def test_a_pool_too_small_for_a_team_says_why_in_text_as_in_json(tmp_path, capsys):
-    probs, labels = random_pool(3, 2, 50, 3, copies=False)
-    folder = save_predictions(tmp_path / "two", ["a", "b"], probs, labels)
-    assert main(["select", "--predictions", str(folder), "--json"]) == 0
+def test_a_selection_without_a_team_says_why_in_text_as_in_json(tmp_path, capsys):
+    probs, labels = random_pool(3, 1, 50, 3, copies=False)  # three copies of one model: every
+    folder = save_predictions(tmp_path / "same", list("abc"), np.repeat(probs, 3, axis=0), labels)
+    cmd = ["select", "--predictions", str(folder), "--method", "mean-threshold"]  # team ties
+    assert main([*cmd, "--json"]) == 0
     result = _json(capsys)["results"][0]
     assert result["recommended"] is None and result["notes"]
-    assert main(["select", "--predictions", str(folder)]) == 0
+    assert main(cmd) == 0
     out = capsys.readouterr().out
     assert "recommended" not in out
     for note in result["notes"]:
@@ -260,4 +261,10 @@ def test_a_model_file_in_another_format_is_said_not_silently_skipped(pool_dir, c
     np.savez(pool_dir / "zeta.npz", probs=np.full((120, 4), 0.25))
     assert main(["select", "--predictions", str(pool_dir), "--json"]) == 0
     err = capsys.readouterr().err
-    assert "zeta.npz ignored; each model is one .npy file" in err and err.count("\n") == 1
+    assert "zeta.npz ignored; each model is one file ending in lower-case .npy" in err
+    assert err.count("\n") == 1
+
+
+def test_a_metric_list_that_names_nothing_is_refused(pool_dir, capsys):
+    assert main(["select", "--predictions", str(pool_dir), "--metric", ","]) == 1
+    assert "--metric ',' names nothing" in capsys.readouterr().err

@@ -159,6 +159,10 @@ def test_bad_costs(tmp_path):
     (tmp_path / "costs.json").write_text("{not json")
     with pytest.raises(DataError, match="not valid JSON"):
         load_predictions(tmp_path)
+    # JSON integers have no size limit; one too large for a float is refused, not a traceback
+    (tmp_path / "costs.json").write_text('{"a": {"params": 1}, "b": {"params": 1%s}}' % ("0" * 400))
+    with pytest.raises(DataError, match=r"cost 'params' of model 'b' is 1000.*401 digits"):
+        load_predictions(tmp_path)
 
 
 def test_writer_validates_and_refuses_foreign_files(tmp_path):
@@ -213,3 +217,30 @@ def test_more_than_62_models_load(tmp_path):
     assert pool.num_models == 65
     save_predictions(tmp_path / "big", names, probs, labels)
     assert load_predictions(tmp_path / "big").names == tuple(names)
+
+
+def test_files_that_look_like_models_are_said_not_silently_dropped(tmp_path):
+    import os
+    import warnings
+
+    from secateurs.errors import DataWarning
+
+    _write(tmp_path, {"a": _p(), "b": _p()}, np.zeros(5, dtype=int))
+    np.save(tmp_path / "c.npy", _p())
+    os.rename(tmp_path / "c.npy", tmp_path / "C.NPY")
+    with pytest.warns(DataWarning, match=r"C\.NPY ignored; .* lower-case \.npy"):
+        assert load_predictions(tmp_path).names == ("a", "b")
+    os.remove(tmp_path / "C.NPY")
+    os.symlink(tmp_path / "gone.npy", tmp_path / "d.npy")
+    with pytest.raises(DataError, match=r"d\.npy is a link to a file that does not exist"):
+        load_predictions(tmp_path)
+    os.remove(tmp_path / "d.npy")
+    np.save(tmp_path / "caf\u00e9.npy", _p())  # composed
+    np.save(tmp_path / "cafe\u0301.npy", _p())  # decomposed: prints the same
+    with pytest.raises(DataError, match="two Unicode forms"):
+        load_predictions(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match="two Unicode forms"):
+            save_predictions(tmp_path / "out", ["caf\u00e9", "cafe\u0301"], np.stack([_p(), _p()]),
+                             np.zeros(5, dtype=int))

@@ -290,9 +290,55 @@ def test_hq_computes_diversity_and_accuracy_only_for_generated_candidates(monkey
     (dict(seed=-1), r"seed \(--seed\) must be an integer in \[0, 4294967295\], got -1"),
     (dict(seed=2**32, method="random", size=2), r"got 4294967296"),
     (dict(seed=1.5), r"got 1.5"),
-    (dict(max_teams=0), r"max_teams \(--max-teams\) must be at least 1, got 0"),
+    (dict(max_teams=0), r"max_teams \(--max-teams\) must be an integer of at least 1, got 0"),
+    (dict(max_teams=None), r"max_teams .* got None"),
+    (dict(focal="no"), r"focal must be True or False, got 'no'"),
+    (dict(resample=1), r"resample must be True or False, got 1"),
     (dict(resample=True, variant="bounded"), r"not available with bounded HQ"),
 ])
 def test_out_of_range_arguments_are_refused_before_any_work(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         select_team(_pool(0, 5, 40, 3), **kwargs)
+
+
+def test_searches_that_hold_focal_statistics_for_every_model_refuse_more_than_the_budget(
+        monkeypatch):
+    from secateurs.ensembles import selection
+
+    pool = _pool(0, 6, 40, 3)
+    monkeypatch.setattr(selection, "EXACT_MEMORY", 6**3 * 8 - 1)  # just below what 6 models need
+    for method in ("exhaustive", "mean-threshold", "kmeans"):
+        with pytest.raises(ConfigError, match=rf"method '{method}' with focal diversity on 6 "
+                                              r"models needs .* use method 'hq'"):
+            select_team(pool, method, "gd")
+        assert select_team(pool, method, "gd", focal=False).levels  # plain diversity: M x M
+    assert select_team(pool, "hq", "gd").variant == "bounded"
+
+
+def test_consensus_of_one_metric_named_by_a_string_and_an_empty_team():
+    from secateurs.ensembles import Consensus, select_consensus, team_accuracy
+
+    pool = _pool(1, 6, 40, 3)
+    one = select_consensus(pool, "gd")  # one metric, not the letters g and d
+    assert one.metrics == ("gd",)
+    assert Consensus(metrics="gd").fit(pool).result_.metrics == ("gd",)
+    with pytest.raises(ConfigError, match="empty team"):
+        team_accuracy(pool, [])
+
+
+def test_a_pool_of_two_recommends_the_pair_and_compares_with_the_baselines():
+    from secateurs.ensembles.api import compare_selections
+
+    pool = _pool(2, 2, 40, 3)
+    for method in ("hq", "exhaustive"):
+        r = select_team(pool, method, "gd")
+        assert r.max_size == 2 and r.recommended.indices == (0, 1)  # once max size M - 1 = 1
+    rows = compare_selections(pool, r)["rows"]
+    assert all(row["size"] == 2 for row in rows)
+
+
+def test_bounded_hq_over_the_team_limit_at_size_two_does_not_suggest_a_smaller_width():
+    pool = _pool(3, 6, 40, 3)
+    with pytest.raises(ConfigError, match="raise --max-teams .* every pair is a candidate") as e:
+        select_team(pool, "hq", "gd", variant="bounded", max_teams=5)  # 15 pairs
+    assert "--width" not in str(e.value)

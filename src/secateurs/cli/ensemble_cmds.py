@@ -62,9 +62,12 @@ def _load(predictions: Path, logits: bool) -> PredictionPool:
     return load_predictions(predictions, logits=logits)
 
 
-def _split_list(values: list[str] | None, default: list[str]) -> list[str]:
+def _split_list(values: list[str] | None, default: list[str], option: str) -> list[str]:
     out = [v.strip().lower() for item in (values or default) for v in item.split(",") if v.strip()]
-    return out or default
+    if not out:  # "--metric ," names nothing: not the default in disguise
+        raise ConfigError(f"{option} {','.join(values or [])!r} names nothing; give e.g. {option} "
+                          f"{default[0]}")
+    return out
 
 
 def _pct(x: float | None) -> str:
@@ -186,7 +189,7 @@ def select(
     ),
     beta: float = typer.Option(0.1, "--beta", help="HQ: fraction of candidates pruned per size."),
     max_size: int = typer.Option(
-        None, "--max-size", help="Largest team size (default M - 1; bounded HQ: min(M - 1, 16))."
+        None, "--max-size", help="Largest team size (default M - 1, at least 2; bounded HQ: min(M - 1, 16))."
     ),
     method: str = typer.Option("hq", "--method", help=f"One of {', '.join(ALL_METHODS)}."),
     criterion: str = typer.Option(
@@ -227,7 +230,7 @@ def select(
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable JSON on stdout."),
 ) -> None:
     """Choose a small team of models whose ensemble matches the whole pool (selection split)."""
-    metrics = _split_list(metric, ["gd"])
+    metrics = _split_list(metric, ["gd"], "--metric")
     if weighting not in WEIGHTINGS:
         raise ConfigError(f"--weighting must be one of {list(WEIGHTINGS)}, got {weighting!r}")
     if consensus and str(method).lower() != "hq":

@@ -59,7 +59,7 @@ def select_baseline(pool: PredictionPool, method: str, criterion: str | None = N
 def select_consensus(pool: PredictionPool, metrics: Sequence[str] = ("gd", "kw", "ck", "bd"),
                      quorum: int | None = None, **hq: Any) -> ConsensusResult:
     """Run HQ once per focal metric and combine the kept sets by metric voting (our rule)."""
-    metrics = check_metrics(list(metrics))
+    metrics = check_metrics(metrics)  # a string is one metric, not its letters
     hq.pop("method", None)
     per = select_team(pool, "hq", list(metrics), **hq)
     q, q_req, levels, choice = consensus_from(per, quorum)
@@ -219,7 +219,7 @@ class Consensus(_Selector):
         self.max_teams, self.seed = max_teams, seed
 
     def _run(self, pool: PredictionPool) -> ConsensusResult:
-        r = select_consensus(pool, list(self.metrics), self.quorum, beta=self.beta,
+        r = select_consensus(pool, self.metrics, self.quorum, beta=self.beta,
                              max_size=self.max_size, vote=self.vote, weighting=self.weighting,
                              variant=self.variant, width=self.width, max_teams=self.max_teams,
                              seed=self.seed)

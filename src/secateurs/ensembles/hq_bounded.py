@@ -287,7 +287,10 @@ def bounded_hq_levels(ctx: BoundedContext, beta: float, max_size: int, width: in
         if max_teams is not None and t > max_teams:
             raise TooManyTeams(
                 f"bounded HQ: teams of size {size} number {t:,} candidates, more than the limit "
-                f"of {max_teams:,}; use a smaller --width or raise --max-teams (max_teams in Python)")
+                f"of {max_teams:,}; "
+                + ("raise --max-teams (max_teams in Python): every pair is a candidate at size 2"
+                   if size == 2 else
+                   "use a smaller --width or raise --max-teams (max_teams in Python)"))
         if t == 0:
             notes.append(f"bounded HQ stopped at size {size}: no candidate is left")
             break

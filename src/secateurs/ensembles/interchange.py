@@ -57,18 +57,25 @@ _OTHER_FORMATS = (".npz", ".pt", ".pth", ".pkl", ".pickle", ".csv", ".txt", ".np
 
 
 def _model_files(folder: Path, *, reading: bool = False) -> dict[str, Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    other = [p.name for p in files if p.name.lower().endswith(_OTHER_FORMATS)]
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    broken = [p.name for p in entries if p.name.lower().endswith(".npy") and not p.exists()]
+    if broken and reading:
+        raise DataError(f"{folder}: {', '.join(broken[:3])} is a link to a file that does not "
+                        "exist; fix or remove it")
+    files = [p for p in entries if p.is_file()]
+    other = [p.name for p in files if p.name.lower().endswith(_OTHER_FORMATS)
+             or (p.name.lower().endswith(".npy") and not p.name.endswith(".npy"))]
     if other and reading:
         warnings.warn(
             f"{folder}: {', '.join(other[:3])}{' ...' if len(other) > 3 else ''} ignored; each "
-            "model is one .npy file (np.save(path, probs))",
+            "model is one file ending in lower-case .npy (np.save(path, probs))",
             DataWarning,
             stacklevel=3,
         )
-    return {
+    out = {
         p.name[: -len(".npy")]: p for p in files if p.name.endswith(".npy") and p.name != LABELS
     }
+    return out
 
 
 def _read_manifest(folder: Path) -> list[str] | None:

@@ -7,6 +7,7 @@ the chosen team's accuracy), plus optional per-model costs.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -152,9 +153,17 @@ def _check_costs(names: Sequence[str], costs: Mapping[str, Any] | None) -> dict[
         values = []
         for n in names:
             v = costs[n][kind]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
-                raise DataError(f"cost {kind!r} of model {n!r} is {v!r}; expected a number >= 0")
-            values.append(float(v))
+            number = None if isinstance(v, bool) or not isinstance(v, (int, float)) else v
+            try:  # an int too large for a float (JSON allows any) is not a usable cost either
+                number = None if number is None else float(number)
+            except OverflowError:
+                number = None
+            if number is None or not np.isfinite(number) or number < 0:
+                shown = repr(v) if len(repr(v)) <= 40 else f"{repr(v)[:20]}... ({len(repr(v))} digits)"
+                raise DataError(
+                    f"cost {kind!r} of model {n!r} is {shown}; expected a finite number >= 0"
+                )
+            values.append(number)
         arr = np.asarray(values)
         if arr.sum() <= 0:
             raise DataError(f"costs {kind!r} are all zero; cannot compute cost fractions")
@@ -236,6 +245,12 @@ class PredictionPool:
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise DataError(f"model names must be unique; repeated: {dup}")
+        forms: dict[str, str] = {}
+        for n in names:  # names that print alike: "é" as one code point and as e + accent
+            twin = forms.setdefault(unicodedata.normalize("NFC", n), n)
+            if twin != n:
+                raise DataError(f"model names {twin!r} and {n!r} are one name written in two "
+                                "Unicode forms (composed and decomposed accents); rename one")
         if len(names) < 2:
             raise DataError(f"a pool needs at least 2 models to form a team, got {len(names)}")
         sel_probs = _check_probs(names, probs, "selection split", logits)
@@ -304,4 +319,6 @@ class PredictionPool:
                 raise ConfigError(f"unknown model {t!r}; the pool has {list(self.names)}")
         if len(set(idx)) != len(idx):
             raise ConfigError(f"team {list(team)} names a model twice")
+        if not idx:
+            raise ConfigError("a team needs at least one model; got an empty team")
         return tuple(sorted(idx))

@@ -320,17 +320,19 @@ def _select_one(pool: PredictionPool, method: str, metric: str, beta: float,
     start = time.perf_counter()
     notes: list[str] = []
     m = pool.num_models
+    # default max size: M - 1 (a team smaller than the pool); a pool of two has only itself
+    default_size = max(2, m - 1)
     ran = None
     if method == "hq":
         run_exact = variant == "exact" or (variant == "auto" and _exact_fits_up_front(
-            pool, metric, focal, beta, m - 1 if max_size is None else max_size, max_teams))
+            pool, metric, focal, beta, default_size if max_size is None else max_size, max_teams))
         if variant == "exact" and focal and exact_memory(m, metric) > EXACT_MEMORY:
             raise ConfigError(
                 f"exact HQ on {m} models needs about {exact_memory(m, metric) / 2**30:.1f} GiB of "
                 f"focal statistics (more than {EXACT_MEMORY / 2**30:.0f} GiB); use bounded HQ "
                 "(--hq-variant bounded / variant='bounded')")
         if run_exact:
-            size = m - 1 if max_size is None else max_size
+            size = default_size if max_size is None else max_size
             try:
                 ev = _Evaluator(pool, metric, vote, weights, focal, weighting, resample, seed)
                 levels = _hq_levels(ev, beta, size, max_teams, notes)
@@ -345,7 +347,7 @@ def _select_one(pool: PredictionPool, method: str, metric: str, beta: float,
                 raise ConfigError(
                     f"exact HQ does not fit the budget on {m} models and --resample is not "
                     "available with bounded HQ; drop --resample or use a smaller --max-size")
-            size = min(m - 1, BOUNDED_MAX_SIZE) if max_size is None else max_size
+            size = min(default_size, BOUNDED_MAX_SIZE) if max_size is None else max_size
             ctx = BoundedContext(pool, metric, vote, weights, focal, weighting)
             levels = bounded_hq_levels(ctx, beta, size, width, _prune_count, notes, max_teams)
             notes.insert(0, "search rule: " + bounded_rule(width))
@@ -354,7 +356,13 @@ def _select_one(pool: PredictionPool, method: str, metric: str, beta: float,
         else:
             model_accuracy, pool_accuracy = ev.model_accuracy, ev.pool_accuracy
     else:
-        size = m - 1 if max_size is None else max_size
+        size = default_size if max_size is None else max_size
+        if metric is not None and focal and exact_memory(m, metric) > EXACT_MEMORY:
+            raise ConfigError(
+                f"method {method!r} with focal diversity on {m} models needs about "
+                f"{exact_memory(m, metric) / 2**30:.1f} GiB of focal statistics (more than "
+                f"{EXACT_MEMORY / 2**30:.0f} GiB); use method 'hq', which runs bounded HQ on "
+                "pools this large, or plain diversity (--no-focal / focal=False)")
         ev = _Evaluator(pool, metric, vote, weights, focal, weighting, resample, seed)
         if method == "exhaustive":
             levels = _exhaustive_levels(ev, size, max_teams)
@@ -454,7 +462,7 @@ def select_team(
     samples. ``weighting``: "rank" (members weighted by accuracy rank in the team) or "mean".
     ``resample``: the reference's 3 draws of 100 negatives per focal model (seeded by ``seed``).
     ``vote``: soft, plurality, majority, weighted (``weights`` per model; default each model's
-    selection accuracy). ``max_size`` defaults to M - 1 (bounded HQ: min(M - 1, 16)).
+    selection accuracy). ``max_size`` defaults to M - 1, at least 2 (bounded HQ: min(M - 1, 16)).
     ``max_teams`` bounds the teams held at once (per level for HQ, in total for the other
     methods); beyond it a ConfigError says what to change. ``variant`` (HQ only): "exact",
     "bounded" (at most ``width`` teams kept per size, see docs) or "auto" (exact where it fits
@@ -465,8 +473,11 @@ def select_team(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
             0 <= int(seed) < 2**32):
         raise ConfigError(f"seed (--seed) must be an integer in [0, 4294967295], got {seed!r}")
-    if max_teams is not None and int(max_teams) < 1:
-        raise ConfigError(f"max_teams (--max-teams) must be at least 1, got {max_teams}")
+    if isinstance(max_teams, bool) or not isinstance(max_teams, (int, np.integer)) or max_teams < 1:
+        raise ConfigError(f"max_teams (--max-teams) must be an integer of at least 1, got {max_teams!r}")
+    for name, flag in (("focal", focal), ("resample", resample)):
+        if not isinstance(flag, (bool, np.bool_)):  # "no" would be truthy
+            raise ConfigError(f"{name} must be True or False, got {flag!r}")
     if resample and str(variant).lower() == "bounded":
         raise ConfigError("resample (--resample) is not available with bounded HQ "
                           "(--hq-variant bounded); use exact or auto")
