@@ -467,3 +467,65 @@ def test_study_with_the_oracle_writes_mask_similarity(digits, tmp_path):
         want = len(a & b) / len(a | b) if a | b else 1.0
         assert float(row["similarity_to_oracle"]) == pytest.approx(want)
     assert [r["units"] for r in minimum.rounds] == [9, 8, 7, 6]  # one per round, like the oracle
+
+
+@pytest.mark.parametrize("metric", ["random", "random_layer", "minimum"])
+def test_choose_is_a_look_and_prune_step_drops_what_it_showed(digits, metric):
+    run = DropNet("model-a:widths=12-10", digits,
+                  DropNetConfig(metric=metric, fraction=0.3, train=FAST), seed=3)
+    run.record(run.train_round())
+    first = run.choose()
+    assert run.choose() == first  # random draws are put back after a look
+    before = {k: v.clone() for k, v in run.masked.get_masks().items()}
+    run.prune_step()
+    after = run.masked.get_masks()
+    dropped = {k: sorted((before[k] & ~after[k]).nonzero().flatten().tolist()) for k in before}
+    assert {k: v for k, v in dropped.items() if v} == {k: sorted(v) for k, v in first.items() if v}
+
+
+def test_counting_macs_leaves_the_callers_random_state_alone():
+    from secateurs.pruning import counting
+
+    counting._counter_sees_lstm.cache_clear()  # its one-off probe builds an LSTM
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    counting._counter_sees_lstm()
+    assert torch.equal(torch.rand(3), want)
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(one_per_round="no"), "one_per_round must be True or False, got 'no'"),
+    (dict(max_rounds=1.5), "max_rounds must be an integer or None, got 1.5"),
+    (dict(score_samples=2.5), "score_samples must be an integer or None, got 2.5"),
+    (dict(fraction=True), "fraction must be a number, got True"),
+    (dict(train={"max_epochs": 1}), "train must be a TrainConfig, got dict"),
+])
+def test_settings_of_the_wrong_type_are_refused_at_construction(kwargs, says):
+    with pytest.raises(ConfigError) as err:
+        DropNetConfig(**kwargs)
+    assert says in str(err.value)
+
+
+def test_a_setting_changed_after_construction_is_checked_before_the_run(digits):
+    run = DropNet("model-a:widths=8-6", digits, DropNetConfig(max_rounds=1, train=FAST))
+    run.config.reset = "bogus"
+    with pytest.raises(ConfigError, match="--reset must be one of"):
+        run.run()
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    (dict(eval_batch_size=0), "eval_batch_size must be >= 1, got 0"),
+    (dict(momentum=1.5), "momentum must be in [0, 1), got 1.5"),
+])
+def test_train_settings_name_the_bad_field(kwargs, says):
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(**kwargs)
+    assert says in str(err.value)
+
+
+def test_a_model_in_another_dtype_than_the_data_says_to_use_autocast(digits):
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 12), torch.nn.ReLU(),
+                              torch.nn.Linear(12, 10)).to(torch.bfloat16)
+    with pytest.raises(ConfigError, match="weights are bfloat16 and the data float32: .*autocast"):
+        DropNet(net, digits, DropNetConfig(train=FAST))

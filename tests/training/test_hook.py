@@ -241,3 +241,27 @@ def test_a_module_that_cannot_be_copied_is_refused_with_the_reason(digits):
 
     with pytest.raises(ConfigError, match="works on a copy .* holds a file handle"):
         DropNet(Uncopyable(), digits)
+
+
+def test_each_round_the_hook_gets_the_network_in_training_mode_and_its_own_config(digits):
+    seen = []
+
+    def hook(network, info):
+        seen.append((network.training, info.config.lr))
+        info.config.lr /= 2  # a hook's edit must not reach later rounds or the recorded config
+        result = train(network, info.data, info.config, seed=info.seed, progress=False)
+        network.eval()  # its own validation, say: the next round must not start in eval mode
+        return result
+
+    config = DropNetConfig(metric="minimum", fraction=0.3, max_rounds=3, train=FAST)
+    result = run_dropnet(SPEC, digits, config, seed=0, train_fn=hook)
+    assert seen == [(True, FAST.lr)] * 4
+    assert config.train.lr == FAST.lr and result.config["train"]["lr"] == FAST.lr
+
+
+def test_a_finished_run_is_not_run_again(digits):
+    run = DropNet(SPEC, digits, DropNetConfig(metric="minimum", max_rounds=1, train=FAST), seed=0)
+    rounds = run.run().rounds
+    with pytest.raises(ConfigError, match="has finished .* build a new DropNet"):
+        run.run()
+    assert run.result().rounds == rounds  # not retrained, nothing appended

@@ -113,6 +113,7 @@ def test_score_samples_applies_to_the_hooks_inputs(digits):
         (torch.zeros(0, 1, 8, 8), "shape (0, 1, 8, 8); expected (N, 1, 8, 8) with N >= 1"),
         (torch.zeros(4, 64), "shape (4, 64); expected (N, 1, 8, 8)"),
         (torch.zeros(4, 1, 8, 8, dtype=torch.int64), "dtype torch.int64; expected floating"),
+        (torch.zeros(4, 1, 8, 8, dtype=torch.bool), "dtype torch.bool; expected floating"),
         ([[0.0] * 64], "score_inputs as a list; expected a torch.Tensor"),
     ],
 )
@@ -127,3 +128,17 @@ def test_the_oracle_refuses_score_inputs(digits):
     inputs = _own_inputs(digits)
     with pytest.raises(ConfigError, match="oracle .* cannot use a training hook's score_inputs"):
         _run(digits, lambda network, info: {"score_inputs": inputs}, metric="oracle")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_score_inputs_of_another_float_dtype_are_scored_in_the_data_s_dtype(digits, dtype):
+    # a float64 (or bfloat16) tensor once passed the check and failed in scoring, after training
+    inputs = _own_inputs(digits)
+    scores = {}
+    for kind, given in (("float32", inputs), ("other", inputs.to(dtype))):
+        run = _run(digits, lambda network, info, given=given: {"score_inputs": given}, max_rounds=1)
+        scores[kind] = run.scores[0]
+    if dtype == torch.float64:  # exactly the float32 inputs: the same scores
+        assert scores["other"] == scores["float32"]
+    else:
+        assert scores["other"].keys() == scores["float32"].keys()

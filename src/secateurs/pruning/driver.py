@@ -92,6 +92,16 @@ def run_dropnets(
     if group_size is not None and group_size < 1:
         raise ConfigError(f"group_size must be >= 1, got {group_size}")
     runs = list(runs)
+    for run in runs:
+        run.config.validate()  # again: a field may have been changed since construction
+    done = [r for r in runs if r.stop_reason is not None]
+    if done:  # running it again would retrain its last round over the recorded one
+        raise ConfigError(
+            f"the DropNet run {done[0].config.metric} seed {done[0].seed} has finished "
+            f"({done[0].stop_reason}); its result is .result(); build a new DropNet to run again"
+        )
+    if len({id(r) for r in runs}) != len(runs):
+        raise ConfigError("the same DropNet object is listed twice; build one per run")
     stacked = _stackable(runs, lockstep)
     if compact:
         _refuse_compaction_with_decay([runs[i] for i in stacked])

@@ -8,6 +8,7 @@ selection and resets are the same code for a single run and a batched study.
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -55,7 +56,30 @@ class DropNetConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Types and ranges (run again by the driver: fields can be changed after construction)."""
         get_metric(self.metric)
+        if not isinstance(self.train, TrainConfig):
+            raise ConfigError(
+                f"train must be a TrainConfig, got {type(self.train).__name__} (from a dict: "
+                "TrainConfig(**values) or DropNetConfig.from_dict)"
+            )
+        self.train.validate()
+        for name in ("one_per_round", "keep_weights"):
+            if not isinstance(getattr(self, name), bool):  # "no" would be truthy
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("fraction", "until", "kappa"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+        for name in ("max_rounds", "score_samples"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            ):
+                raise ConfigError(f"{name} must be an integer or None, got {value!r}")
         if not 0.0 < self.fraction <= 1.0:
             raise ConfigError(f"--fraction must be in (0, 1], got {self.fraction}")
         if self.reset not in RESETS:
@@ -190,7 +214,7 @@ class DropNet:
             seed=self.round_seed,
             generator=torch.Generator().manual_seed(self.round_seed),
             data=self.data,
-            config=self.config.train,
+            config=copy.deepcopy(self.config.train),  # a hook's edits stay in its round
             device=resolve_device(self.config.train.device),
             remaining=self.masked.remaining_fraction(),
             metric=self.config.metric,
@@ -217,6 +241,7 @@ class DropNet:
 
         before = masks()
         info = self.round_info()
+        self.masked.train()  # as the built-in trainer starts: not the mode the last round left
         with seeded_global_rng(info.seed, info.device):  # a hook's DataLoader, dropout, random
             output = self.train_fn(self.masked, info)
         after = masks()
@@ -227,7 +252,9 @@ class DropNet:
                 f"{self.round}; a hook trains the weights and must leave the masks alone"
             )
         result = as_train_result(output)
-        self.score_inputs = check_score_inputs(result.score_inputs, self.data.input_shape)
+        self.score_inputs = check_score_inputs(
+            result.score_inputs, self.data.input_shape, self.data.x_train.dtype
+        )
         return result
 
     def record(
@@ -274,7 +301,15 @@ class DropNet:
         """The units this round drops, by the metric (or the oracle). ``scores``: this round's
         unit scores when the driver has computed them already (not for the oracle). Units are
         scored on the training hook's ``score_inputs`` when it returned some, else on
-        ``data.x_train``."""
+        ``data.x_train``. A look only: the random draws (random metrics, ties) are put back, so
+        ``prune_step`` then drops exactly these units."""
+        state = self.generator.get_state()
+        try:
+            return self._choose(scores)
+        finally:
+            self.generator.set_state(state)
+
+    def _choose(self, scores: dict[str, torch.Tensor] | None) -> dict[str, list[int]]:
         if scores is not None:
             return self.select(scores)
         cfg, x = self.config, self.data.x_train if self.score_inputs is None else self.score_inputs
@@ -319,7 +354,7 @@ class DropNet:
     def prune_step(self, scores: dict[str, torch.Tensor] | None = None) -> int:
         """Score (unless ``scores`` are given, see ``choose``), drop, reset; returns how many units
         were dropped (0: nothing left to drop)."""
-        drop = self.choose(scores)
+        drop = self._choose(scores)
         count = sum(len(v) for v in drop.values())
         if count == 0:
             self.stop_reason = "no layer has a unit left to drop"

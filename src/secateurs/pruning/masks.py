@@ -99,9 +99,10 @@ class UnitMask(nn.Module):
         self.register_buffer("mask", torch.ones(units, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = self.mask.to(x.dtype)  # 0/1 in the activations' dtype: a bfloat16 net stays so
         if self.dim == -1 or x.dim() <= 2:
-            return x * self.mask
-        return x * self.mask.reshape((-1,) + (1,) * (x.dim() - 2))
+            return x * mask
+        return x * mask.reshape((-1,) + (1,) * (x.dim() - 2))
 
     def extra_repr(self) -> str:
         return f"units={self.mask.shape[0]}" + ("" if self.dim == 1 else ", dim=-1")

@@ -241,10 +241,19 @@ def propagate_shapes(gm: fx.GraphModule, example_input: torch.Tensor, training: 
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         text = str(cause).strip()
         first = text.splitlines()[0] if text else ""
+        dtypes = {p.dtype for p in gm.parameters()}
+        hint = ""
+        if example_input.is_floating_point() and dtypes and example_input.dtype not in dtypes:
+            kinds = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
+            hint = (f"; the model's weights are {kinds} and the data "
+                    f"{str(example_input.dtype).removeprefix('torch.')}: keep the model in the "
+                    "data's dtype and train in lower precision with torch.autocast in a training "
+                    "hook (docs/training.md)")
         raise ConfigError(
             f"the model fails on an example input of shape {tuple(example_input.shape)} "
             f"{'in train mode ' if training else ''}{_where(prop.current).lstrip()}"
             f"{' ' if prop.current is not None else ''}({type(cause).__name__}: {first[:200]})"
+            + hint
         ) from cause
     finally:
         for name, m in gm.named_modules():

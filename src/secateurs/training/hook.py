@@ -122,10 +122,10 @@ def as_train_result(output: Any) -> TrainResult:
 
 
 def check_score_inputs(
-    inputs: torch.Tensor | None, input_shape: tuple[int, ...]
+    inputs: torch.Tensor | None, input_shape: tuple[int, ...], dtype: torch.dtype = torch.float32
 ) -> torch.Tensor | None:
     """``inputs`` if they can be scored in place of the training split: (N >= 1, *input_shape),
-    floating point."""
+    of the training data's kind (floating point, or integer token ids), in its ``dtype``."""
     if inputs is None:
         return None
     expected = "(N, " + ", ".join(str(d) for d in input_shape) + ")"
@@ -136,9 +136,12 @@ def check_score_inputs(
             f"the training hook returned score_inputs of shape {tuple(inputs.shape)}; expected "
             f"{expected} with N >= 1, samples shaped like data.x_train's"
         )
-    if not inputs.is_floating_point():
+    floating = dtype.is_floating_point
+    if inputs.is_floating_point() != floating or inputs.dtype == torch.bool:
         raise ConfigError(
-            f"the training hook returned score_inputs of dtype {inputs.dtype}; expected floating "
-            "point, like data.x_train"
+            f"the training hook returned score_inputs of dtype {inputs.dtype}; expected "
+            + ("floating point, like data.x_train" if floating else
+               f"integers, like data.x_train ({dtype})")
         )
-    return inputs.detach()
+    # scored by the network as data.x_train would be: float64 or bfloat16 inputs in its dtype
+    return inputs.detach().to(dtype)
