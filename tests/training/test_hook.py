@@ -265,3 +265,14 @@ def test_a_finished_run_is_not_run_again(digits):
     with pytest.raises(ConfigError, match="has finished .* build a new DropNet"):
         run.run()
     assert run.result().rounds == rounds  # not retrained, nothing appended
+
+
+def test_numpy_scalars_in_a_returned_dict_are_plain_numbers(digits):
+    import numpy as np
+
+    returned = {"epochs": np.int64(2), "return": np.float32(1.5), "ok": np.bool_(True)}
+    result = run_dropnet(SPEC, digits, DropNetConfig(train=FAST, max_rounds=0, until=None),
+                         train_fn=lambda network, info: returned)
+    info = result.rounds[0]["train_info"]
+    assert info == {"epochs": 2, "return": 1.5, "ok": True}
+    assert [type(info[k]) for k in ("epochs", "return", "ok")] == [int, float, bool]

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -78,8 +79,8 @@ def resolve_train_fn(train_fn: Any) -> TrainFn | None:
 
 
 def _plain(key: str, value: Any) -> Any:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
+    if isinstance(value, np.generic) or isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()  # np.float32, np.int64, a one-element tensor: a plain number
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
