@@ -138,16 +138,54 @@ def save_tensors(
     tensors: dict[str, torch.Tensor],
     metadata: dict[str, str] | None = None,
 ) -> Path:
-    """Save tensors as safetensors (never pickle), atomically."""
+    """Save tensors as safetensors (never pickle), atomically. Tied weights (one tensor under
+    two names, as a decoder that shares its embedding's weight) are stored once and the other
+    name recorded as an alias, which ``load_tensors`` restores; safetensors refuses to store
+    shared memory twice."""
     from safetensors.torch import save_file  # torch is imported only where tensors are saved
-    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    return _write_with(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata))
+
+    flat: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for k, v in tensors.items():
+        v = v.detach()
+        key = (v.device, v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape),
+               tuple(v.stride()), v.dtype) if v.numel() else None
+        if key is not None and key in seen:
+            aliases[k] = seen[key]
+            continue
+        if key is not None:
+            seen[key] = k
+        flat[k] = v.to("cpu").contiguous()
+    # views into one another's memory (not the same tensor) are stored as copies
+    owners: dict[tuple, str] = {}
+    for k, v in list(flat.items()):
+        if not v.numel():
+            continue
+        ptr = (v.untyped_storage().data_ptr(), v.device)
+        if ptr in owners:
+            flat[k] = v.clone()
+        else:
+            owners[ptr] = k
+    meta = dict(metadata or {})
+    if aliases:
+        meta[ALIASES_KEY] = json.dumps(aliases)
+    return _write_with(path, lambda tmp: save_file(flat, str(tmp), metadata=meta or None))
+
+
+ALIASES_KEY = "secateurs_aliases"  # safetensors metadata: {name: name of the tensor it shares}
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    return load_file(str(path))
+    out = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        aliases = json.loads((f.metadata() or {}).get(ALIASES_KEY, "{}"))
+    for name, source in aliases.items():
+        out[name] = out[source]
+    return out
 
 
 def _json_default(obj: Any) -> Any:

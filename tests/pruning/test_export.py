@@ -429,3 +429,73 @@ def test_one_file_export_errors_name_the_file(tmp_path, exported_case):
                  metadata={"format": "secateurs-exported-v1", "architecture": "{not json"})
     with pytest.raises(DataError, match="not valid JSON"):
         load_exported(broken)
+
+
+class TiedDecoder(nn.Module):
+    """A decoder that shares its embedding's weight, as language models write it."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 8)
+        self.fc = nn.Linear(8, 8)
+        self.dec = nn.Linear(8, 20, bias=False)
+        self.dec.weight = self.emb.weight
+
+    def forward(self, x):
+        return self.dec(torch.relu(self.fc(self.emb(x))).mean(1))
+
+
+@pytest.mark.parametrize("single_file", [True, False])
+def test_an_export_with_tied_weights_saves_them_once_and_loads_them_tied(tmp_path, single_file):
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 20, (6, 5))
+    masked = MaskedNetwork(TiedDecoder(), x[:2]).eval()
+    masked.set_masks({"fc": torch.tensor([True, False] * 4)})
+    result = export_pruned(masked, x[:2])
+    path = save_exported(tmp_path / ("tied.safetensors" if single_file else "tied"), result)
+    weights = path if single_file else path / "model.safetensors"
+    with safe_open(str(weights), framework="pt") as f:
+        assert sorted(f.keys()) == ["emb.weight", "fc.bias", "fc.weight"]  # dec.weight: an alias
+    loaded = load_exported(path, model=TiedDecoder())
+    assert loaded.dec.weight is loaded.emb.weight
+    with torch.no_grad():
+        assert torch.equal(loaded(x), result.module(x))
+
+
+class SqueezedPool(nn.Module):
+    """``.squeeze()`` after global pooling: fine for any batch but one, which loses its batch dim."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 12)
+        self.bn = nn.BatchNorm1d(12)
+        self.out = nn.Linear(12, 10)
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(F.relu(self.conv(x)), 1).squeeze()
+        return self.out(F.relu(self.bn(self.fc(x))))
+
+
+def test_an_export_from_one_example_sample_runs_two_for_forwards_that_squeeze_the_batch():
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 8, 8)
+    masked = MaskedNetwork(SqueezedPool(), x[:2]).eval()
+    masked.set_masks({"conv": torch.arange(8) % 2 == 0, "fc": torch.arange(12) < 9})
+    result = export_pruned(masked, x[:1])  # what secateurs export and each DropNet round give
+    assert result.num_classes == 10  # once 0 (or a BatchNorm error), from a squeezed batch of one
+    with torch.no_grad():
+        assert torch.allclose(result.module.eval()(x), masked(x), atol=1e-5)
+
+
+def test_a_dropnet_run_of_a_model_that_squeezes_its_batch_records_every_round(digits):
+    from secateurs.pruning import DropNet, DropNetConfig
+    from secateurs.training import TrainConfig
+
+    torch.manual_seed(0)
+    config = DropNetConfig(max_rounds=2, train=TrainConfig(max_epochs=1))
+    result = DropNet(SqueezedPool(), digits, config, seed=0).run()  # lockstep, the default
+    assert [r["units"] for r in result.rounds] == [20, 16, 13]
+    assert result.rounds[-1]["params"] < result.rounds[0]["params"]

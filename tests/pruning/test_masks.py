@@ -290,3 +290,48 @@ def test_configuration_errors_name_the_problem():
         MaskedNetwork(net, torch.randn(2, 4), layers=["act"])
     with pytest.raises(ConfigError, match="example input of shape"):
         MaskedNetwork(build_model("model-a", (6,), 3), torch.randn(2, 7))
+
+
+class _Assigned(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(16, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.fc1(x)
+        h = torch.relu(h)
+        return self.fc2(h)
+
+
+class _Statement(_Assigned):
+    def forward(self, x):
+        h = self.fc1(x)
+        h.relu_()  # in place, as a statement (ported code): fx shows fc2 reading fc1's output
+        return self.fc2(h)
+
+
+def test_an_in_place_activation_written_as_a_statement_is_in_the_units_tail():
+    from secateurs.pruning.importance import unit_scores
+
+    torch.manual_seed(0)
+    x = torch.randn(200, 16)
+    a, b = _Assigned(), _Statement()
+    b.load_state_dict(a.state_dict())
+    ma, mb = MaskedNetwork(a, x[:2]).eval(), MaskedNetwork(b, x[:2]).eval()
+    for criterion in ("activation", "apoz"):  # scores after the ReLU, as for the assigned form
+        want = unit_scores(criterion, ma, x)["fc1"]
+        assert torch.equal(unit_scores(criterion, mb, x)["fc1"], want)
+    assert float(unit_scores("apoz", mb, x)["fc1"].abs().sum()) > 0  # once -0.0 for every unit
+
+
+def test_alpha_dropout_joins_the_tail_so_dropped_units_stay_zero_in_training():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(12, 10), nn.SELU(), nn.AlphaDropout(0.2), nn.Linear(10, 3))
+    x = torch.rand(64, 12)
+    masked = MaskedNetwork(net, x[:2])
+    masked.set_masks({"0": torch.arange(10) >= 5})
+    seen = {}
+    net[3].register_forward_hook(lambda m, i, o: seen.__setitem__("in", i[0].detach()))
+    masked.train()(x)  # AlphaDropout maps 0 to a non-zero value in training
+    assert bool((seen["in"][:, :5] == 0).all())
+    assert bool((seen["in"][:, 5:] != 0).any())

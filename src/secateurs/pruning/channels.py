@@ -45,8 +45,8 @@ from .layers import consumer_kind, is_depthwise, is_grouped, unit_dim
 ZERO_PRESERVING_MODULES: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Tanh,
     nn.Hardswish, nn.Mish, nn.Softsign, nn.Tanhshrink, nn.Hardshrink, nn.Softshrink,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity,
-)
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity,
+)  # (not AlphaDropout: in training it maps 0 to a non-zero value; it joins a mask's tail)
 ZERO_PRESERVING_FUNCTIONS = {
     F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.elu, F.celu, F.selu,
     F.gelu, F.silu, torch.tanh, F.tanh, F.hardswish, F.mish, F.softsign, F.tanhshrink,

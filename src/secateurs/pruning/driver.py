@@ -180,7 +180,7 @@ def _stackable(runs: list[DropNet], lockstep: bool) -> set[int]:
         else:
             key = keys[i]
             if key not in reasons:
-                reasons[key] = masked_unsupported_reason(run.masked, run.data.x_train[:1])
+                reasons[key] = masked_unsupported_reason(run.masked, run.data.x_train[:2])
             if reasons[key] is not None:
                 why[i] = reasons[key]
             elif separate_is_faster(

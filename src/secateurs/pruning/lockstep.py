@@ -479,7 +479,7 @@ def lockstep_unsupported_reason(model: str | nn.Module, data: DatasetSplits) -> 
         model = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         masked = DropNet(model, data, DropNetConfig(), seed=0).masked
-    return masked_unsupported_reason(masked, data.x_train[:1])
+    return masked_unsupported_reason(masked, data.x_train[:2])
 
 
 def masked_unsupported_reason(masked: MaskedNetwork, x: torch.Tensor) -> str | None:
@@ -494,7 +494,7 @@ def masked_unsupported_reason(masked: MaskedNetwork, x: torch.Tensor) -> str | N
             "takes the first tensor it returns"
         )
     net = copy.deepcopy(masked.net).cpu().eval()
-    x = x[:1].cpu()
+    x = x[:2].cpu()  # two samples: a forward may squeeze a batch of one
     try:
         stacked = StackedNetwork([net]).eval()
         with torch.no_grad():

@@ -55,8 +55,8 @@ MASKS_ATTR = "secateurs_unit_masks"
 _TAIL_MODULES: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Softplus,
     nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Dropout,
-    nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity,
-)
+    nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.Identity,
+)  # AlphaDropout moves 0 (SELU's self-normalising dropout): the mask must come after it
 _NORM_TAIL: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
@@ -77,6 +77,7 @@ _TAIL_FUNCTIONS = {
     F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.elu, F.celu, F.selu,
     F.gelu, F.silu, F.softplus, torch.tanh, F.tanh, torch.sigmoid, F.sigmoid, F.hardtanh,
     F.hardswish, F.hardsigmoid, F.mish, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
+    F.alpha_dropout, F.feature_alpha_dropout,
 }
 _TAIL_METHODS = {"relu", "relu_", "tanh", "tanh_", "sigmoid", "sigmoid_"}
 

@@ -296,6 +296,8 @@ def export_pruned(
     current masks). ``masked`` is not changed. The result keeps the model's own class when no
     UnitMask has to stay (else it is the traced ``torch.fx.GraphModule``, or a ``TwoModeGraph``
     holding one per mode when the model's forward depends on its mode)."""
+    if example_input.shape[0] == 1:  # a forward that squeezes its batch dim needs two samples
+        example_input = torch.cat([example_input, example_input])
     work = copy.deepcopy(masked)
     if masks is not None:
         work.set_masks(masks)

@@ -124,7 +124,32 @@ def trace(model: nn.Module, training: bool) -> fx.Graph:
     if concrete:
         _drop_specialised_inputs(graph, set(concrete))
         graph.lint()
+    _follow_in_place_ops(graph)
     return graph
+
+
+def _in_place(node: fx.Node) -> bool:
+    if node.op == "call_method":
+        return str(node.target).endswith("_") and not str(node.target).endswith("__")
+    return node.op == "call_function" and (
+        node.target in (F.relu_, torch.relu_) or node.kwargs.get("inplace") is True
+    )
+
+
+def _follow_in_place_ops(graph: fx.Graph) -> None:
+    """``h.relu_()`` written as a statement changes ``h`` but fx records ``h``'s later readers
+    as reading the node before it, so the graph (and every analysis of it: where a unit's
+    activation is, which ops a channel flows through) would skip the op. Later readers of the
+    tensor read the in-place node instead; it returns that same tensor, so nothing runs
+    differently."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for node in list(graph.nodes):
+        if not _in_place(node) or not node.args or not isinstance(node.args[0], fx.Node):
+            continue
+        source = node.args[0]
+        for user in list(source.users):
+            if user is not node and order[user] > order[node]:
+                user.replace_input_with(source, node)
 
 
 def _resolves(root: nn.Module, target: str) -> bool:

@@ -435,7 +435,8 @@ class StackedNetwork(nn.Module):
         was_training = self.training
         self.eval()  # train mode would move BatchNorm statistics and draw dropout masks
         try:
-            self.forward(example[:1], "shared", taps={self._module_names[k]: see for k in self.ops})
+            two = torch.cat([example[:1], example[:1]])  # a forward may squeeze a batch of one
+            self.forward(two, "shared", taps={self._module_names[k]: see for k in self.ops})
         finally:
             self.train(was_training)
         return max(largest, int(example[:1].numel()))
