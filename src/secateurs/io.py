@@ -146,27 +146,19 @@ def save_tensors(
 
     flat: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
-    seen: dict[tuple, str] = {}
+    owners: dict[tuple, tuple[str, tuple]] = {}  # memory -> (first name, its view)
     for k, v in tensors.items():
         v = v.detach()
-        key = (v.device, v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape),
-               tuple(v.stride()), v.dtype) if v.numel() else None
-        if key is not None and key in seen:
-            aliases[k] = seen[key]
-            continue
-        if key is not None:
-            seen[key] = k
+        if v.numel():
+            memory = (v.device, v.untyped_storage().data_ptr())
+            view = (v.storage_offset(), tuple(v.shape), tuple(v.stride()), v.dtype)
+            first = owners.setdefault(memory, (k, view))
+            if first[0] != k and first[1] == view:  # the same tensor under another name
+                aliases[k] = first[0]
+                continue
+            if first[0] != k:  # another view of that memory: stored as a copy
+                v = v.clone()
         flat[k] = v.to("cpu").contiguous()
-    # views into one another's memory (not the same tensor) are stored as copies
-    owners: dict[tuple, str] = {}
-    for k, v in list(flat.items()):
-        if not v.numel():
-            continue
-        ptr = (v.untyped_storage().data_ptr(), v.device)
-        if ptr in owners:
-            flat[k] = v.clone()
-        else:
-            owners[ptr] = k
     meta = dict(metadata or {})
     if aliases:
         meta[ALIASES_KEY] = json.dumps(aliases)

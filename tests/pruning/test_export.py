@@ -499,3 +499,13 @@ def test_a_dropnet_run_of_a_model_that_squeezes_its_batch_records_every_round(di
     result = DropNet(SqueezedPool(), digits, config, seed=0).run()  # lockstep, the default
     assert [r["units"] for r in result.rounds] == [20, 16, 13]
     assert result.rounds[-1]["params"] < result.rounds[0]["params"]
+
+
+def test_tensors_sharing_memory_are_saved_as_an_alias_or_a_copy(tmp_path):
+    from secateurs.io import load_tensors
+
+    w = torch.arange(12.0).reshape(4, 3)
+    save_tensors(tmp_path / "t.safetensors", {"a": w, "tied": w, "rows": w[:2], "col": w[:, 1]})
+    back = load_tensors(tmp_path / "t.safetensors")
+    assert back["tied"] is back["a"]  # the same tensor: stored once, restored as one
+    assert torch.equal(back["rows"], w[:2]) and torch.equal(back["col"], w[:, 1])  # views: copies

@@ -142,9 +142,10 @@ class StackedLinear(StackedOp):
         n, lead = t.shape[1], t.shape[2:-1]
         # A Linear applied per time step or position, (N, T, ..., F), is one product over N*T
         # rows; a shared input is flattened before it is broadcast, so it is never copied K times.
-        if lead:
-            flat = Stacked(x.t.reshape(-1, t.shape[-1]), "shared") if x.layout == "shared" else None
-            t = flat.kb(k) if flat is not None else t.reshape(k, -1, t.shape[-1])
+        if lead and x.layout == "shared":
+            t = Stacked(x.t.reshape(-1, t.shape[-1]), "shared").kb(k)
+        elif lead:
+            t = t.reshape(k, -1, t.shape[-1])
         xt = t.transpose(1, 2)
         if self.bias is None:
             yt = torch.bmm(self.weight, xt)
