@@ -86,6 +86,45 @@ def test_sample_weights_equal_repeated_samples(seed):
             assert fast[t] == pytest.approx(slow, abs=1e-9), (metric, t)
 
 
+def _slow_counts(correct, preds, c, w):
+    """Weighted pair counts by loops over pairs and samples, in float64."""
+    m, n = correct.shape
+    both, agree = np.zeros((m, m)), np.zeros((m, m))
+    hist = np.zeros((m, c))
+    for i in range(m):
+        for s in range(n):
+            hist[i, preds[i, s]] += w[s]
+        for j in range(m):
+            for s in range(n):
+                both[i, j] += w[s] * (correct[i, s] and correct[j, s])
+                agree[i, j] += w[s] * (preds[i, s] == preds[j, s])
+    return both, agree, hist @ hist.T
+
+
+@pytest.mark.parametrize("kind", ["whole", "fractional", "huge", "none"])
+def test_pair_counts_match_loops_for_any_weights(kind):
+    """Whole-number weights are counted in float32 (exact), others in float64: both must give
+    the loops' counts, and a column subset (Fortran-ordered, as focal negatives are) too."""
+    rng = np.random.default_rng(7)
+    m, n, c = 5, 40, 4
+    preds = rng.integers(0, c, (m, 3 * n))[:, ::3]  # a strided view, like a column subset
+    correct = rng.random((m, n)) < 0.6
+    w = {
+        "whole": rng.integers(0, 5, n).astype(float),
+        "fractional": rng.random(n) * 3,
+        "huge": rng.integers(2**20, 2**21, n).astype(float),  # total above 2**24
+        "none": None,
+    }[kind]
+    got = sample_stats(correct, preds, c, weights=w)
+    both, agree, gram = _slow_counts(correct, preds, c, np.ones(n) if w is None else w)
+    for name, fast, slow in (("both", got.both_correct, both), ("agree", got.agree, agree),
+                             ("gram", got.class_gram, gram)):
+        assert fast.dtype == np.float64, name
+        np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=0, err_msg=name)
+    if kind != "fractional":  # integer counts: exactly the loops' sums
+        assert np.array_equal(got.agree, agree) and np.array_equal(got.both_correct, both)
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @SETTINGS
 @given(seed=st.integers(0, 2**32 - 1))

@@ -91,27 +91,35 @@ def sample_stats(
     correct = np.asarray(correct, dtype=bool)
     m, n = correct.shape
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    cw = correct.astype(np.float64)
-    n_correct = cw @ w
+    # Counts are sums of weights: with whole-number weights totalling at most 2**24, every partial
+    # sum is an integer float32 holds exactly, so the products run in float32 (2-3x faster than
+    # float64 on CPU, same results); other weights are summed in float64.
+    exact32 = bool(np.all(w == np.round(w))) and float(np.abs(w).sum()) <= 2.0**24
+    dtype = np.float32 if exact32 else np.float64
+    unit = weights is None or bool(np.all(w == 1))
+    wd = w.astype(dtype)
+    cw = correct.astype(dtype)
+    n_correct = correct.astype(np.float64) @ w
     both = np.zeros((m, m))
     for sl in chunks(n, max(1, _CHUNK_ELEMENTS // max(m, 1))):
-        both += (cw[:, sl] * w[sl]) @ cw[:, sl].T
+        part = cw[:, sl]
+        both += (part if unit else part * wd[sl]) @ part.T
     agree = gram = None
     if labels:
         if preds is None:
             raise ValueError("label statistics need predictions")
-        preds = np.asarray(preds)
+        preds = np.ascontiguousarray(preds)  # a column subset is Fortran-ordered: copies below
         agree = np.zeros((m, m))
+        classes = np.arange(num_classes)
         step = max(1, _CHUNK_ELEMENTS // max(m * num_classes, 1))
         for sl in chunks(n, step):
             k = sl.stop - sl.start
-            onehot = np.zeros((m, k, num_classes))
-            onehot[np.arange(m)[:, None], np.arange(k)[None, :], preds[:, sl]] = 1.0
-            flat = onehot.reshape(m, k * num_classes)
-            agree += (flat * np.repeat(w[sl], num_classes)) @ flat.T
-        hist = np.zeros((m, num_classes))
-        for i in range(m):
-            hist[i] = np.bincount(preds[i], weights=w, minlength=num_classes)
+            # each model's one-hot predictions, (m, k * classes): agreement counts are their Gram
+            flat = (preds[:, sl, None] == classes).astype(dtype).reshape(m, k * num_classes)
+            agree += (flat if unit else flat * np.repeat(wd[sl], num_classes)) @ flat.T
+        codes = (preds + num_classes * np.arange(m)[:, None]).ravel()
+        hist = np.bincount(codes, weights=np.tile(w, m), minlength=m * num_classes)
+        hist = hist.reshape(m, num_classes)
         gram = hist @ hist.T
     pats = pat_w = None
     if patterns:
