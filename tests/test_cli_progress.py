@@ -11,9 +11,9 @@ import pytest
 from rich.progress import Progress
 
 from secateurs.experiments import prune_study
+from secateurs.progress import LogProgress, format_seconds, progress_bar
 from secateurs.pruning import DropNetConfig
 from secateurs.training import TrainConfig
-from secateurs.training.progress import LogProgress, format_seconds, progress_bar
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -342,3 +342,24 @@ def test_bounded_hq_over_the_team_limit_at_size_two_does_not_suggest_a_smaller_w
     with pytest.raises(ConfigError, match="raise --max-teams .* every pair is a candidate") as e:
         select_team(pool, "hq", "gd", variant="bounded", max_teams=5)  # 15 pairs
     assert "--width" not in str(e.value)
+
+
+@pytest.mark.parametrize("method, kw", [
+    ("hq", {"variant": "exact"}), ("hq", {"variant": "bounded"}), ("exhaustive", {"max_size": 3}),
+    ("kmeans", {"max_size": 3}), ("hq", {"focal": False}),
+])
+def test_progress_reports_each_level_and_changes_nothing(method, kw, capsys):
+    """Off (the default), nothing reaches stderr; on, every focal model and every level a line
+    (a log off a terminal), and the result is the same."""
+    pool = _pool(3, 7, 60, 3, test=False)
+    quiet = select_team(pool, method, "ck", **kw)
+    assert capsys.readouterr().err == ""
+    loud = select_team(pool, method, "ck", progress=True, **kw)
+    err = capsys.readouterr().err
+    assert _levels(loud) == _levels(quiet) and loud.recommended == quiet.recommended
+    sizes = [lv.size for lv in loud.levels]
+    for size, teams in zip(sizes, [lv.candidates for lv in loud.levels], strict=True):
+        assert f"size {size}: {teams:,} teams" in err
+    focal = kw.get("focal", True) and kw.get("variant") != "bounded"  # bounded computes lazily
+    assert (f"ck focal stats  {pool.num_models}/{pool.num_models}" in err) == focal
+    assert f"{len(sizes)}/{len(sizes)}" in err  # closed at the levels run, even when HQ stops early

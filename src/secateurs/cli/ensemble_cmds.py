@@ -176,6 +176,12 @@ def _print_comparison(console: Console, cmp: dict) -> None:
     _table(console, table)
 
 
+def _on_terminal() -> bool:
+    """Progress only where someone watches: a transient bar on a terminal's stderr, no log lines
+    in pipes and logs (a selection takes seconds; scripts read its stdout and exit code)."""
+    return sys.stderr.isatty()
+
+
 def _write_json(obj, indent: int | None = 2) -> None:
     sys.stdout.write(json.dumps(obj, indent=indent) + "\n")
 
@@ -240,7 +246,7 @@ def select(
     pool = _load(predictions, logits)
     hq_kw = dict(beta=beta, max_size=max_size, vote=vote, focal=focal, seed=seed,
                  weighting=weighting, resample=resample, max_teams=max_teams,
-                 variant=hq_variant, width=width)
+                 variant=hq_variant, width=width, progress=_on_terminal())
     agreed = None
     if consensus:
         agreed = select_consensus(pool, metrics, quorum, **hq_kw)

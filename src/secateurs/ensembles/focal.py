@@ -9,6 +9,7 @@ within the team (1 = least accurate, ties share the average rank) or a plain mea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,8 +53,10 @@ def focal_stats(
     metrics: tuple[str, ...] | list[str] = ("gd",),
     resample: bool = False,
     seed: int = 0,
+    on_model: Callable[[], None] | None = None,
 ) -> FocalStats:
-    """Per-focal-model statistics on the selection split (never the test split)."""
+    """Per-focal-model statistics on the selection split (never the test split);
+    ``on_model()`` after each focal model's (progress)."""
     correct = np.asarray(correct, dtype=bool)
     m = correct.shape[0]
     labels = any(check_metric(x) in NEEDS_LABELS for x in metrics)
@@ -67,16 +70,22 @@ def focal_stats(
         sub_c, sub_p = correct[:, neg], preds[:, neg]
         if not resample or neg.size == 0:
             draws.append((sample_stats(sub_c, sub_p, num_classes, labels=labels, patterns=patterns),))
-            continue
-        per = []
-        for _ in range(RESAMPLE_TIMES):
-            pick = rng.integers(0, neg.size, size=RESAMPLE_SIZE)
-            w = np.bincount(pick, minlength=neg.size).astype(np.float64)
-            per.append(
+        else:
+            draws.append(tuple(
                 sample_stats(sub_c, sub_p, num_classes, weights=w, labels=labels, patterns=patterns)
-            )
-        draws.append(tuple(per))
+                for w in _resample_weights(rng, neg.size)
+            ))
+        if on_model is not None:
+            on_model()
     return FocalStats(tuple(draws), negs)
+
+
+def _resample_weights(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """The reference's draws: RESAMPLE_TIMES draws of RESAMPLE_SIZE negatives, as counts."""
+    return [
+        np.bincount(rng.integers(0, n, size=RESAMPLE_SIZE), minlength=n).astype(np.float64)
+        for _ in range(RESAMPLE_TIMES)
+    ]
 
 
 def member_weights(members: np.ndarray, accuracy: np.ndarray, weighting: str) -> np.ndarray:

@@ -25,6 +25,8 @@ one matrix product per block of parent teams gives every child's value at once. 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..errors import ConfigError
@@ -116,6 +118,7 @@ class BoundedContext:
         self._cor = {}
         self._stats: dict[int, object] = {}
         self._cached_bytes = 0
+        self.on_level: Callable[[int, int], None] = lambda size, teams: None  # progress
 
     def correct_counts(self, members: np.ndarray) -> np.ndarray:
         return direct_correct_counts(self.split, members, self.vote, self.weights)
@@ -328,6 +331,7 @@ def bounded_hq_levels(ctx: BoundedContext, beta: float, max_size: int, width: in
             pair_pruned[pp[:, 0], pp[:, 1]] = pair_pruned[pp[:, 1], pp[:, 0]] = True
         blocked = np.sort(team_keys(np.concatenate([cand[pruned], refused])))
         kept = cand[keep]
+        ctx.on_level(size, t)
         if acc_keep.size and acc_keep.max() >= ctx.pool_accuracy:
             if size < max_size:
                 notes.append(f"bounded HQ stopped after size {size}: a kept team reaches the whole "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from math import comb
 from typing import overload
@@ -18,6 +18,7 @@ from typing import overload
 import numpy as np
 
 from ..errors import ConfigError
+from ..progress import progress_bar
 from .baselines import BASELINES as _BASELINES
 from .focal import WEIGHTINGS, focal_diversity, focal_stats, plain_diversity
 from .hq_bounded import (
@@ -75,7 +76,8 @@ class _Evaluator:
     """Accuracy and diversity of teams on the selection split. It never sees the test split."""
 
     def __init__(self, pool: PredictionPool, metric: str | None, vote: str, weights, focal: bool,
-                 weighting: str, resample: bool, seed: int) -> None:
+                 weighting: str, resample: bool, seed: int,
+                 on_model: Callable[[], None] | None = None) -> None:
         sel = pool.selection
         self.num_models = pool.num_models
         self.model_accuracy = sel.accuracy
@@ -85,9 +87,11 @@ class _Evaluator:
         self.focal = focal
         self.weighting = weighting
         self._fstats = self._stats = None
+        self.on_level: Callable[[int, int], None] = lambda size, teams: None  # progress
         if metric is not None and focal:
             self._fstats = focal_stats(
-                sel.correct, sel.preds, sel.num_classes, [metric], resample=resample, seed=seed
+                sel.correct, sel.preds, sel.num_classes, [metric], resample=resample, seed=seed,
+                on_model=on_model,
             )
         elif metric is not None:
             self._stats = sample_stats(
@@ -133,6 +137,7 @@ def _hq_levels(ev: _Evaluator, beta: float, max_size: int, max_teams: int,
             ev.stats(members[keep], acc[keep]), ev.stats(members[pruned], acc[pruned]),
         ))
         kept = members[keep]
+        ev.on_level(size, len(members))
     return levels
 
 
@@ -155,6 +160,7 @@ def _all_levels(ev: _Evaluator, max_size: int, max_teams: int,
         members = next_level_candidates(members, m, size)
         div = ev.diversity(members) if with_diversity else None
         out.append((members, ev.accuracy(members), div))
+        ev.on_level(size, len(members))
     return out
 
 
@@ -316,8 +322,34 @@ def _exact_fits_up_front(pool: PredictionPool, metric: str, focal: bool, beta: f
 def _select_one(pool: PredictionPool, method: str, metric: str, beta: float,
                 max_size: int | None, vote: str, focal: bool, seed: int, weighting: str,
                 resample: bool, weights, max_teams: int, variant: str = "auto",
-                width: int = DEFAULT_WIDTH) -> SelectionResult:
+                width: int = DEFAULT_WIDTH, progress: bool = False) -> SelectionResult:
+    with progress_bar(progress) as bar:
+        return _select_with(bar, pool, method, metric, beta, max_size, vote, focal, seed,
+                            weighting, resample, weights, max_teams, variant, width)
+
+
+def _select_with(bar, pool: PredictionPool, method: str, metric: str, beta: float,
+                 max_size: int | None, vote: str, focal: bool, seed: int, weighting: str,
+                 resample: bool, weights, max_teams: int, variant: str,
+                 width: int) -> SelectionResult:
     start = time.perf_counter()
+    what = f"{method} {metric}" if metric else method
+    level_task = None
+
+    def levels_of(size: int):  # progress: one step per level (team size)
+        nonlocal level_task
+        level_task = bar.add_task(what, total=size - 1, info="")
+
+        def on_level(n: int, teams: int) -> None:
+            bar.update(level_task, advance=1, info=f"size {n}: {teams:,} teams")
+        return on_level
+
+    def focal_task() -> Callable[[], None] | None:
+        if metric is None or not focal:
+            return None
+        task = bar.add_task(f"{metric} focal stats", total=pool.num_models, info="")
+        return lambda: bar.update(task, advance=1)
+
     notes: list[str] = []
     m = pool.num_models
     # default max size: M - 1 (a team smaller than the pool); a pool of two has only itself
@@ -334,7 +366,9 @@ def _select_one(pool: PredictionPool, method: str, metric: str, beta: float,
         if run_exact:
             size = default_size if max_size is None else max_size
             try:
-                ev = _Evaluator(pool, metric, vote, weights, focal, weighting, resample, seed)
+                ev = _Evaluator(pool, metric, vote, weights, focal, weighting, resample, seed,
+                                focal_task())
+                ev.on_level = levels_of(size)
                 levels = _hq_levels(ev, beta, size, max_teams, notes)
                 ran = "exact"
             except TooManyTeams as e:
@@ -349,6 +383,7 @@ def _select_one(pool: PredictionPool, method: str, metric: str, beta: float,
                     "available with bounded HQ; drop --resample or use a smaller --max-size")
             size = min(default_size, BOUNDED_MAX_SIZE) if max_size is None else max_size
             ctx = BoundedContext(pool, metric, vote, weights, focal, weighting)
+            ctx.on_level = levels_of(size)
             levels = bounded_hq_levels(ctx, beta, size, width, _prune_count, notes, max_teams)
             notes.insert(0, "search rule: " + bounded_rule(width))
             ran = "bounded"
@@ -363,12 +398,17 @@ def _select_one(pool: PredictionPool, method: str, metric: str, beta: float,
                 f"{exact_memory(m, metric) / 2**30:.1f} GiB of focal statistics (more than "
                 f"{EXACT_MEMORY / 2**30:.0f} GiB); use method 'hq', which runs bounded HQ on "
                 "pools this large, or plain diversity (--no-focal / focal=False)")
-        ev = _Evaluator(pool, metric, vote, weights, focal, weighting, resample, seed)
+        ev = _Evaluator(pool, metric, vote, weights, focal, weighting, resample, seed,
+                        focal_task())
+        ev.on_level = levels_of(size)
         if method == "exhaustive":
             levels = _exhaustive_levels(ev, size, max_teams)
         else:
             levels = _threshold_levels(ev, method, size, max_teams, seed, notes)
         model_accuracy, pool_accuracy = ev.model_accuracy, ev.pool_accuracy
+    if level_task is not None and levels and levels[-1].size < size:  # stopped early
+        bar.update(level_task, total=len(levels), completed=len(levels),
+                   info=f"stopped after size {levels[-1].size}")
     chosen = _recommend(pool, levels, pool_accuracy)
     # --- the team is chosen; from here on the test split may be read, for reporting only ---
     recommended = None
@@ -452,6 +492,7 @@ def select_team(
     width: int = DEFAULT_WIDTH,
     criterion: str | None = None,
     size: int | None = None,
+    progress: bool = False,
 ) -> SelectionResult | dict[str, SelectionResult]:
     """Choose a team on the selection split and report it (test accuracy only reported).
 
@@ -469,6 +510,8 @@ def select_team(
     ``max_teams`` and 1 GiB of focal statistics, else bounded); the result's ``variant`` says
     which ran. Baselines (``method`` random, rank, greedy, cluster) take ``criterion`` and a team
     ``size`` instead, ignore the metric, and return one SelectionResult.
+    ``progress``: a bar on stderr per metric (focal statistics, then one step per team size);
+    off by default, on in ``secateurs select`` on a terminal.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not (
             0 <= int(seed) < 2**32):
@@ -497,7 +540,7 @@ def select_team(
     metrics = check_metrics(metric)
     results = {
         m: _select_one(pool, method, m, beta, size, vote, bool(focal), int(seed), weighting,
-                       bool(resample), weights, int(max_teams), variant, width)
+                       bool(resample), weights, int(max_teams), variant, width, bool(progress))
         for m in metrics
     }
     return results[metrics[0]] if single else results

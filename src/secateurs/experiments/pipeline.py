@@ -26,11 +26,11 @@ from ..ensembles import (
 )
 from ..errors import ConfigError, DataError
 from ..io import check_writable_dir, remove_stale_temporaries, write_json
+from ..progress import progress_bar
 from ..pruning.metrics import get_metric
 from ..reporting import write_csv
 from ..reporting.run_time import InvocationLog
 from ..reporting.stats import compare_paired
-from ..training.progress import progress_bar
 from .comparison import compare_pool, consensus_of, flat_rows
 from .config import dump_config, import_config_models, validate
 from .executors import run_local, run_ray

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 from ..data.splits import DatasetSplits
 from ..io import check_writable_dir, read_json, remove_stale_temporaries, write_json
+from ..progress import LogProgress, progress_bar
 from ..pruning.driver import run_dropnets
 from ..pruning.dropnet import DropNet, DropNetConfig, DropNetResult
 from ..pruning.metrics import get_metric
 from ..pruning.record import check_run, load_run, save_run
 from ..reporting import curves_by_round, plot_accuracy_vs_remaining, write_csv
-from ..training.progress import LogProgress, progress_bar
 from .lock import run_lock
 
 if TYPE_CHECKING:

@@ -198,9 +198,9 @@ def run_sweep(
     import torch
 
     from ..models import build_model
+    from ..progress import progress_bar
     from ..pruning.driver import run_dropnets
     from ..training import resolve_device
-    from ..training.progress import progress_bar
 
     config = config or DropNetConfig()
     fractions = _validate(fractions, metric, config)

@@ -85,8 +85,12 @@ def _plain(key: str, value: Any) -> Any:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
+    shown = repr(value)
+    if len(shown) > 60 or "\n" in shown:  # a module's repr runs to pages
+        shown = f"<a {type(value).__name__}>"
     raise ConfigError(
-        f"the training hook returned {key}={value!r}; a returned dict holds numbers or strings"
+        f"the training hook returned {key}={shown}; a returned dict (or TrainResult.info) holds "
+        "numbers or strings"
     )
 
 
@@ -96,7 +100,12 @@ def as_train_result(output: Any) -> TrainResult:
     if output is None:
         return TrainResult()
     if isinstance(output, TrainResult):
-        result = output
+        if not isinstance(output.info, Mapping):
+            raise ConfigError(
+                f"the training hook returned TrainResult(info={output.info!r}); info is a dict "
+                "of numbers or strings"
+            )  # the same rule as a returned dict: info goes into the JSON records
+        result = replace(output, info={str(k): _plain(str(k), v) for k, v in output.info.items()})
     elif isinstance(output, Mapping):
         values = dict(output)
         inputs = values.pop("score_inputs", None)

@@ -44,9 +44,9 @@ from torch.nn import functional as F
 
 from ..data.splits import DatasetSplits
 from ..errors import ConfigError, TrainingDiverged
+from ..progress import progress_bar
 from .config import TrainConfig
 from .fused_chain import FusedChain
-from .progress import progress_bar
 from .schedules import learning_rate, schedule_is_constant, set_learning_rate
 from .stacked_network import (
     LAYOUTS,

@@ -17,9 +17,9 @@ from torch.nn import functional as F
 
 from ..data.splits import DatasetSplits
 from ..errors import ConfigError, TrainingDiverged
+from ..progress import progress_bar
 from .augment import augment_batch, check_augmentable
 from .config import DEVICE_PATTERN, TrainConfig
-from .progress import progress_bar
 from .schedules import learning_rate, schedule_is_constant, set_learning_rate
 from .seeding import seeded_global_rng
 
