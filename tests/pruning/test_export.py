@@ -509,3 +509,34 @@ def test_tensors_sharing_memory_are_saved_as_an_alias_or_a_copy(tmp_path):
     back = load_tensors(tmp_path / "t.safetensors")
     assert back["tied"] is back["a"]  # the same tensor: stored once, restored as one
     assert torch.equal(back["rows"], w[:2]) and torch.equal(back["col"], w[:, 1])  # views: copies
+
+
+def test_a_failed_save_leaves_no_half_export(tmp_path, exported_case, monkeypatch):
+    """The architecture failing after the weights: a new folder is removed; in an existing one
+    the new weights do not stay beside the old architecture; a failure before the weights were
+    replaced leaves the old export whole."""
+    from secateurs.pruning import surgery
+
+    masked, x, result, gen = exported_case(0)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m:
+        m.setattr(surgery, "write_json", broken)
+        with pytest.raises(OSError, match="disk full"):
+            save_exported(tmp_path / "new", result, spec=masked.spec)
+    assert not (tmp_path / "new").exists()
+
+    save_exported(tmp_path / "old", result, spec=masked.spec)
+    (tmp_path / "old" / "notes.txt").write_text("mine")
+    with monkeypatch.context() as m:
+        m.setattr(surgery, "save_tensors", broken)
+        with pytest.raises(OSError):
+            save_exported(tmp_path / "old", result, spec=masked.spec)
+    load_exported(tmp_path / "old")  # untouched, still loads
+    with monkeypatch.context() as m:
+        m.setattr(surgery, "write_json", broken)
+        with pytest.raises(OSError):
+            save_exported(tmp_path / "old", result, spec=masked.spec)
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["notes.txt"]

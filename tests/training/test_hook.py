@@ -125,7 +125,8 @@ def test_a_hook_that_changes_masks_is_refused(digits):
     [
         ([1, 2], "returned a list; expected None, a dict or a TrainResult"),
         ({"epochs": -1}, "epochs=-1; expected a whole number"),
-        ({"model": nn.Linear(2, 2)}, "a returned dict holds numbers or strings"),
+        ({"model": nn.Linear(2, 2)},
+         "model=Linear(in_features=2, out_features=2, bias=True); a returned dict (or TrainResult"),
     ],
 )
 def test_bad_hook_results_are_refused(digits, returned, words):
@@ -276,3 +277,21 @@ def test_numpy_scalars_in_a_returned_dict_are_plain_numbers(digits):
     info = result.rounds[0]["train_info"]
     assert info == {"epochs": 2, "return": 1.5, "ok": True}
     assert [type(info[k]) for k in ("epochs", "return", "ok")] == [int, float, bool]
+
+
+def test_a_returned_train_result_obeys_the_dict_rule(digits):
+    """TrainResult(info=...) goes into the same JSON records as a returned dict: NumPy scalars
+    become plain numbers, and an object is refused at once, naming the key."""
+    import numpy as np
+
+    from secateurs.training import TrainResult
+
+    result = run_dropnet(
+        SPEC, digits, DropNetConfig(train=FAST, max_rounds=0, until=None),
+        train_fn=lambda network, info: TrainResult(epochs=1, info={"loss": np.float32(0.25)}),
+    )
+    info = result.rounds[0]["train_info"]
+    assert info == {"loss": 0.25} and type(info["loss"]) is float
+    with pytest.raises(ConfigError, match=r"returned model=<a MaskedNetwork>; a returned dict"):
+        run_dropnet(SPEC, digits, DropNetConfig(train=FAST, max_rounds=0, until=None),
+                    train_fn=lambda network, info: TrainResult(info={"model": network}))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -437,8 +438,18 @@ def save_exported(
         meta = {"format": FORMAT, "architecture": json.dumps(architecture)}
         save_tensors(path, state, metadata=meta)
         return path
-    save_tensors(path / WEIGHTS_FILE, state, metadata={"format": FORMAT})
-    write_json(path / ARCH_FILE, architecture)
+    created, wrote = not path.exists(), False
+    try:
+        save_tensors(path / WEIGHTS_FILE, state, metadata={"format": FORMAT})
+        wrote = True
+        write_json(path / ARCH_FILE, architecture)
+    except BaseException:  # no half export: new weights beside an old architecture, or an empty
+        if created:  # folder; a failure before the weights were replaced leaves what was there
+            shutil.rmtree(path, ignore_errors=True)
+        elif wrote:
+            for name in (WEIGHTS_FILE, ARCH_FILE):
+                (path / name).unlink(missing_ok=True)
+        raise
     return path
 
 
