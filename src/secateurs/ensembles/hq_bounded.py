@@ -119,6 +119,8 @@ class BoundedContext:
         self._stats: dict[int, object] = {}
         self._cached_bytes = 0
         self.on_level: Callable[[int, int], None] = lambda size, teams: None  # progress
+        self.on_model: Callable[[], None] | None = None  # progress: a focal model's first stats
+        self._seen: set[int] = set()
 
     def correct_counts(self, members: np.ndarray) -> np.ndarray:
         return direct_correct_counts(self.split, members, self.vote, self.weights)
@@ -219,6 +221,9 @@ class BoundedContext:
             labels=self.metric in NEEDS_LABELS, patterns=self.metric == "en",
         )
         entry = pair_matrix(self.metric, st) if self.metric in PAIRWISE else st
+        if self.on_model is not None and f not in self._seen:
+            self._seen.add(f)
+            self.on_model()
         size = _nbytes(entry)
         if self._cached_bytes + size <= _FOCAL_CACHE_BYTES:
             self._stats[f] = entry

@@ -383,6 +383,7 @@ def _select_with(bar, pool: PredictionPool, method: str, metric: str, beta: floa
                     "available with bounded HQ; drop --resample or use a smaller --max-size")
             size = min(default_size, BOUNDED_MAX_SIZE) if max_size is None else max_size
             ctx = BoundedContext(pool, metric, vote, weights, focal, weighting)
+            ctx.on_model = focal_task()  # computed as levels first reach each focal model
             ctx.on_level = levels_of(size)
             levels = bounded_hq_levels(ctx, beta, size, width, _prune_count, notes, max_teams)
             notes.insert(0, "search rule: " + bounded_rule(width))
