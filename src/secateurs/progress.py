@@ -29,6 +29,12 @@ def _stderr_console() -> Console:
     return Console(file=sys.stderr)
 
 
+def on_terminal() -> bool:
+    """Whether stderr is a terminal, as rich decides it (FORCE_TERMINAL and the like included):
+    for displays that are shown there only."""
+    return _stderr_console().is_terminal
+
+
 def format_seconds(seconds: float) -> str:
     """``42s``, ``3m05s``, ``2h01m``: short enough for a log line."""
     s = int(round(seconds))

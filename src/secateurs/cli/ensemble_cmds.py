@@ -33,6 +33,7 @@ from ..ensembles import (
     to_score,
 )
 from ..errors import ConfigError
+from ..progress import on_terminal
 from .main import app
 
 PREDICTIONS_HELP = (
@@ -176,12 +177,6 @@ def _print_comparison(console: Console, cmp: dict) -> None:
     _table(console, table)
 
 
-def _on_terminal() -> bool:
-    """Progress only where someone watches: a transient bar on a terminal's stderr, no log lines
-    in pipes and logs (a selection takes seconds; scripts read its stdout and exit code)."""
-    return sys.stderr.isatty()
-
-
 def _write_json(obj, indent: int | None = 2) -> None:
     sys.stdout.write(json.dumps(obj, indent=indent) + "\n")
 
@@ -246,7 +241,10 @@ def select(
     pool = _load(predictions, logits)
     hq_kw = dict(beta=beta, max_size=max_size, vote=vote, focal=focal, seed=seed,
                  weighting=weighting, resample=resample, max_teams=max_teams,
-                 variant=hq_variant, width=width, progress=_on_terminal())
+                 variant=hq_variant, width=width,
+                 # a transient bar on a terminal only: a selection takes seconds, and scripts
+                 # read its stdout and exit code
+                 progress=on_terminal())
     agreed = None
     if consensus:
         agreed = select_consensus(pool, metrics, quorum, **hq_kw)

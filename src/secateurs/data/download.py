@@ -15,7 +15,6 @@ import http.client
 import logging
 import os
 import shutil
-import sys
 import tarfile
 import tempfile
 import time
@@ -68,7 +67,9 @@ def file_digest(path: Path, algo: str) -> str:
 
 def _progress(total: int | None, label: str):
     """A rich progress bar on a terminal, else None (quiet in logs and CI)."""
-    if not sys.stderr.isatty():
+    from ..progress import on_terminal
+
+    if not on_terminal():
         return None
     from rich.console import Console
     from rich.progress import (
